@@ -1,0 +1,47 @@
+# The README's commands. Each target creates .venv/ when it is missing and installs the
+# package (editable, with every extra) into it, so a fresh clone needs nothing but python3.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: venv system-deps runners demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[all,dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# PostgreSQL server binaries (Debian packages) for the metadata-store tests.
+system-deps:
+	@bash .ci/system-deps
+
+# Beam's Flink job-server jar (Maven Central) and Prism (Go module proxy), cached under
+# ~/.cache/streamhouse-beam/ between runs on the same machine.
+runners: venv
+	@bash .ci/fetch-runners
+
+demo: venv
+	$(PY) examples/demo.py
+
+test: venv system-deps runners
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+lint: venv
+	$(VENV)/bin/ruff check streamhouse_beam tests integration benchmarks examples
+	$(VENV)/bin/ruff format --check streamhouse_beam tests integration benchmarks examples
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo-data

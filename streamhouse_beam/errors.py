@@ -1,0 +1,265 @@
+"""Every exception streamhouse-beam raises, in one tree.
+
+Callers catch the most specific class they can act on; everything derives from
+:class:`StreamHouseError`, so ``except StreamHouseError`` catches all of it::
+
+    StreamHouseError
+    ├── SegmentError                      bytes that are not a readable segment (object key, byte position)
+    │   ├── CorruptSegmentError           the bytes contradict the format
+    │   │   ├── TruncatedSegmentError     the data ends before a structure does
+    │   │   ├── ChecksumMismatchError     CRC-32 over header+blocks+index differs from the footer
+    │   │   └── SegmentLimitError         a declared size is above the configured limit (refused before allocating)
+    │   └── UnsupportedSegmentError       a valid-looking segment this reader cannot decode (version, Zstd)
+    ├── StorageError                      object store failures (object key, bucket)
+    │   ├── ObjectNotFoundError           the object does not exist
+    │   ├── StoragePermissionError        credentials were refused
+    │   ├── TransientStorageError         throttling, 5xx, timeouts, resets: retried, raised once the budget is spent
+    │   └── UnsafeKeyError                a key that would escape the store's root
+    ├── MetadataError                     metadata store failures
+    │   ├── MetadataUnavailableError      the database could not be reached / stayed locked past the retry budget
+    │   ├── NotAStreamHouseStoreError     the database lacks a StreamHouse table or column
+    │   ├── OrganizationError             no organization given and the store holds zero or several
+    │   ├── TopicNotFoundError            the topic (or partition) does not exist in the organization
+    │   └── InconsistentMetadataError     rows that contradict each other or their segment object
+    ├── DataLossError                     offsets that cannot be read any more (topic, partition, offset range)
+    ├── DecodeError                       a record value the chosen decoder cannot decode (topic, partition, offset, raw bytes)
+    └── SchemaRegistryError               a schema id the registry cannot provide
+
+Third-party exceptions (botocore, google-api-core, psycopg, sqlite3, lz4) are mapped to these
+at the boundary where they occur with ``raise ... from exc``, so the cause stays attached.
+Messages never contain credentials; :func:`redact` is applied to anything that may.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = [
+    "ChecksumMismatchError",
+    "CorruptSegmentError",
+    "DataLossError",
+    "DecodeError",
+    "InconsistentMetadataError",
+    "MetadataError",
+    "MetadataUnavailableError",
+    "NotAStreamHouseStoreError",
+    "ObjectNotFoundError",
+    "OrganizationError",
+    "SchemaRegistryError",
+    "SegmentError",
+    "SegmentLimitError",
+    "StorageError",
+    "StoragePermissionError",
+    "StreamHouseError",
+    "TopicNotFoundError",
+    "TransientStorageError",
+    "TruncatedSegmentError",
+    "UnsafeKeyError",
+    "UnsupportedSegmentError",
+    "redact",
+]
+
+# user:password@ in URLs, and key=value style secrets in option strings.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<pw>[^/@\s]*)@")
+_KV_SECRET = re.compile(
+    r"(?i)(?P<k>(?:password|passwd|pwd|secret|token|aws_secret_access_key|secret_access_key|"
+    r"session_token|api_key|apikey|authorization)\s*[=:]\s*)(?P<v>[^\s&,;'\"}]+)"
+)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with passwords in URLs and ``secret=value`` pairs replaced by ``***``."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _KV_SECRET.sub(lambda m: f"{m['k']}***", text)
+
+
+class StreamHouseError(Exception):
+    """Base class of every error raised by streamhouse-beam."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Beam ships exceptions between processes; keep the fields on unpickling.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[StreamHouseError], args: tuple[Any, ...], state: dict[str, Any]) -> StreamHouseError:
+    err = Exception.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+# --------------------------------------------------------------------------------------------
+# Segment bytes
+# --------------------------------------------------------------------------------------------
+
+
+class SegmentError(StreamHouseError):
+    """Bytes that cannot be read as a StreamHouse segment.
+
+    Attributes:
+        key: object key (or file path) of the segment when known, else ``None``.
+        position: byte position in the segment where the problem was found, when known.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, position: int | None = None) -> None:
+        self.key = key
+        self.position = position
+        where = []
+        if key is not None:
+            where.append(f"segment {key!r}")
+        if position is not None:
+            where.append(f"byte {position}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+
+    def with_key(self, key: str) -> SegmentError:
+        """Return the same error naming ``key`` (for layers that learn the key late)."""
+        if self.key is not None:
+            return self
+        msg = self.args[0]
+        if self.position is not None:
+            msg = msg.rsplit(" (", 1)[0]
+        clone = type(self).__new__(type(self))
+        SegmentError.__init__(clone, msg, key=key, position=self.position)
+        return clone
+
+
+class CorruptSegmentError(SegmentError):
+    """The bytes contradict the segment format (bad magic, bad index, bad varint, ...)."""
+
+
+class TruncatedSegmentError(CorruptSegmentError):
+    """The data ends before a structure that it declares."""
+
+
+class ChecksumMismatchError(CorruptSegmentError):
+    """The CRC-32 stored in the footer differs from the CRC-32 of the bytes before it."""
+
+
+class SegmentLimitError(CorruptSegmentError):
+    """A declared size (block, record, count) is above the configured safety limit."""
+
+
+class UnsupportedSegmentError(SegmentError):
+    """A segment this reader cannot decode: an unknown version or compression (Zstd)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Object storage
+# --------------------------------------------------------------------------------------------
+
+
+class StorageError(StreamHouseError):
+    """An object-store operation failed.
+
+    Attributes:
+        key: the object key concerned, when known.
+        bucket: the bucket (or root) concerned, when known.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, bucket: str | None = None) -> None:
+        self.key = key
+        self.bucket = bucket
+        where = []
+        if bucket:
+            where.append(f"bucket {bucket!r}")
+        if key is not None:
+            where.append(f"key {key!r}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+
+
+class ObjectNotFoundError(StorageError):
+    """The object does not exist (deleted by an operator, lifecycle rule, wrong bucket)."""
+
+
+class StoragePermissionError(StorageError):
+    """The store refused the credentials or the operation."""
+
+
+class TransientStorageError(StorageError):
+    """Throttling, a 5xx answer, a timeout or a reset that persisted past the retry budget."""
+
+
+class UnsafeKeyError(StorageError):
+    """A key that would resolve outside the store's root (``..``, absolute paths, symlinks)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata
+# --------------------------------------------------------------------------------------------
+
+
+class MetadataError(StreamHouseError):
+    """A metadata-store operation failed."""
+
+
+class MetadataUnavailableError(MetadataError):
+    """The database could not be reached, or stayed locked, past the retry budget."""
+
+
+class NotAStreamHouseStoreError(MetadataError):
+    """The database is not a StreamHouse metadata store: a required table or column is missing."""
+
+
+class OrganizationError(MetadataError):
+    """No organization was given and the store does not hold exactly one; or the given one is unknown."""
+
+
+class TopicNotFoundError(MetadataError):
+    """The topic, or one of its partitions, does not exist in the organization."""
+
+
+class InconsistentMetadataError(MetadataError):
+    """Metadata rows that contradict each other or the segment object they describe."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+class DataLossError(StreamHouseError):
+    """A range of offsets that should be readable cannot be read any more.
+
+    Attributes:
+        topic, partition: where.
+        start_offset, end_offset: the lost range, inclusive at both ends.
+    """
+
+    def __init__(
+        self, message: str, *, topic: str, partition: int, start_offset: int, end_offset: int
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.start_offset = start_offset
+        self.end_offset = end_offset
+        super().__init__(
+            f"{message} (topic {topic!r}, partition {partition}, offsets {start_offset}..{end_offset})"
+        )
+
+
+class DecodeError(StreamHouseError):
+    """A record value the configured decoder could not decode.
+
+    Attributes:
+        topic, partition, offset: the record.
+        raw: the undecoded value bytes.
+        reason: why decoding failed.
+    """
+
+    def __init__(self, reason: str, *, topic: str, partition: int, offset: int, raw: bytes) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.raw = raw
+        self.reason = reason
+        super().__init__(
+            f"cannot decode value of {topic!r} partition {partition} offset {offset}: {reason}"
+        )
+
+
+class SchemaRegistryError(StreamHouseError):
+    """The schema registry could not provide a schema (unknown id, unreachable, bad answer)."""
