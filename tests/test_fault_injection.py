@@ -1,0 +1,169 @@
+"""The fault injectors themselves: FaultyStore and FaultProxy do what the reliability tests rely on."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import pickle
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from streamhouse_beam.errors import TransientStorageError
+from streamhouse_beam.storage._retry import RetryPolicy
+from streamhouse_beam.storage.memory import MemoryStore
+from streamhouse_beam.testing.fault_proxy import FaultProxy
+from streamhouse_beam.testing.faulty_store import FaultyStore
+
+PAYLOAD = bytes(range(256)) * 40
+
+
+@pytest.fixture
+def memory() -> MemoryStore:
+    store = MemoryStore("fault-injection")
+    store.put("t/0/a.seg", PAYLOAD)
+    store.put("t/0/b.seg", b"second")
+    return store
+
+
+def test_transient_faults_are_retried_and_counted(memory: MemoryStore) -> None:
+    store = FaultyStore(memory, failure_rate=0.3, seed=11)
+    assert all(store.get("t/0/a.seg") == PAYLOAD for _ in range(200))
+    stats = store.stats()
+    assert stats["injected"] > 20
+    assert stats["retries"] == stats["injected"] == store.retry_count
+
+
+def test_same_seed_gives_same_fault_sequence(memory: MemoryStore) -> None:
+    def run() -> dict[str, int]:
+        store = FaultyStore(memory, failure_rate=0.5, seed=5)
+        for _ in range(50):
+            store.get("t/0/a.seg")
+        return store.stats()
+
+    assert run() == run()
+
+
+def test_exhausted_budget_raises_transient_error_naming_the_key(memory: MemoryStore) -> None:
+    store = FaultyStore(memory, retry_policy=RetryPolicy(attempts=3, base_delay=0.0))
+    store.fail_next("t/0/a.seg", times=3, fault="reset")
+    with pytest.raises(TransientStorageError, match=r"t/0/a\.seg"):
+        store.get("t/0/a.seg")
+    assert store.get("t/0/a.seg") == PAYLOAD
+
+
+def test_data_faults_damage_bytes_without_raising(memory: MemoryStore) -> None:
+    store = FaultyStore(memory)
+    store.truncate_next("t/0/a.seg")
+    store.corrupt_next("t/0/a.seg")
+    truncated = store.get("t/0/a.seg")
+    corrupted = store.get("t/0/a.seg")
+    assert truncated == PAYLOAD[: len(PAYLOAD) // 2]
+    assert len(corrupted) == len(PAYLOAD) and corrupted != PAYLOAD
+    assert store.get("t/0/a.seg") == PAYLOAD
+    assert store.stats()["truncate"] == store.stats()["corrupt"] == 1
+
+
+def test_delete_when_read_removes_the_victim_after_the_trigger(memory: MemoryStore) -> None:
+    store = FaultyStore(memory)
+    store.delete_when_read("t/0/a.seg", "t/0/b.seg")
+    assert memory.exists("t/0/b.seg")
+    store.get("t/0/a.seg")
+    assert not memory.exists("t/0/b.seg")
+    assert store.stats()["deleted"] == 1
+
+
+def test_pickled_copies_share_the_plan_and_counters(memory: MemoryStore) -> None:
+    store = FaultyStore(memory)
+    copy = pickle.loads(pickle.dumps(store))
+    store.fail_next("t/0/a.seg", times=2)
+    assert copy.get("t/0/a.seg") == PAYLOAD
+    assert store.retry_count == 2
+
+
+def test_faulty_store_rejects_bad_arguments(memory: MemoryStore) -> None:
+    with pytest.raises(ValueError, match="failure_rate"):
+        FaultyStore(memory, failure_rate=1.5)
+    with pytest.raises(ValueError, match="faults"):
+        FaultyStore(memory, faults=["explode"])
+
+
+# --------------------------------------------------------------------------------------------
+# FaultProxy against a tiny in-process upstream
+# --------------------------------------------------------------------------------------------
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD)
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _fetch(url: str) -> tuple[str, bytes | int]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=0.5)
+    try:
+        conn.request("GET", "/obj")
+        resp = conn.getresponse()
+        body = resp.read()
+        return ("ok", body) if resp.status == 200 else ("status", resp.status)
+    except http.client.IncompleteRead:
+        return ("incomplete", 0)
+    except (ConnectionError, http.client.RemoteDisconnected):
+        return ("reset", 0)
+    except TimeoutError:
+        return ("timeout", 0)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("500", ("status", 500)),
+        ("503", ("status", 503)),
+        ("reset", ("reset", 0)),
+        ("truncate", ("incomplete", 0)),
+        ("slow", ("timeout", 0)),
+    ],
+)
+def test_proxy_injects_each_fault_kind(
+    upstream: str, fault: str, expected: tuple[str, int]
+) -> None:
+    with FaultProxy(upstream, failure_rate=1.0, faults=[fault], slow_seconds=2.0) as proxy:
+        assert _fetch(proxy.url) == expected
+        assert proxy.stats()[fault] == 1
+
+
+def test_proxy_forwards_untouched_when_not_failing(upstream: str) -> None:
+    with FaultProxy(upstream, failure_rate=0.0) as proxy:
+        assert _fetch(proxy.url) == ("ok", PAYLOAD)
+        assert proxy.stats()["forwarded"] == 1
+
+
+def test_proxy_fault_share_is_deterministic_for_a_seed(upstream: str) -> None:
+    def run() -> list[str]:
+        with FaultProxy(upstream, failure_rate=0.3, faults=["500", "503"], seed=3) as proxy:
+            return [_fetch(proxy.url)[0] for _ in range(40)]
+
+    first = run()
+    assert first == run()
+    assert 4 <= first.count("status") <= 24
