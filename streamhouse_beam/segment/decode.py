@@ -1,0 +1,348 @@
+"""Block decompression and record decoding: the hot path of every read.
+
+:func:`decode_records` turns one *decompressed* block into record tuples. It is the pure-Python
+:func:`decode_records_py` unless the optional C accelerator
+``streamhouse_beam.segment._speedups`` is importable, which implements exactly the same
+contract (below); set ``STREAMHOUSE_BEAM_PURE_PYTHON=1`` to force the pure-Python path.
+
+Contract of ``decode_records(data, first_offset, first_timestamp, legacy, key, position)``
+(both implementations):
+
+- ``data``: ``bytes``, ``bytearray`` or ``memoryview`` (C-contiguous, 1-byte items) holding
+  the concatenated records of one block, decoded until the end of ``data``.
+- ``first_offset``, ``first_timestamp``: the block's index entry, ints in ``[0, 2**64)``. The
+  running offset/timestamp start at these and each record adds its zigzag-decoded delta with
+  wrapping u64 arithmetic (``(x + delta) mod 2**64``).
+- ``legacy``: true for blocks ``i >= 1``. Then the *first* record's offset is
+  ``first_offset`` when its offset delta is 0, else ``(first_offset - 1 + delta) mod 2**64``
+  (the pre-2026-02-06 rule of spec §1.9; identical to the current rule for current files).
+  Its timestamp is always ``first_timestamp + delta``. Later records are unaffected.
+- Returns ``list[tuple[int, int, bytes | None, bytes]]``: ``(offset, timestamp, key, value)``
+  per record in block order; ``key`` is ``None`` when ``key_len == 0``; ``key`` and ``value``
+  are new ``bytes`` objects (never views). Empty ``data`` returns ``[]``.
+- ``key`` (``str | None``) and ``position`` (``int``, file position of the block) only feed
+  errors; both end up on the raised exception as ``.key`` / ``.position``
+  (``SegmentError(message, key=key, position=position)``).
+- Errors (from ``streamhouse_beam.errors``), nothing else ever escapes:
+
+  - ``CorruptSegmentError`` when a varint has more than 10 bytes (the 10th byte still has the
+    continuation bit). Message: ``"varint longer than 10 bytes at block byte {i}"`` where
+    ``i`` is the in-block position of the varint's first byte.
+  - ``TruncatedSegmentError`` when ``data`` ends inside a record (inside a varint, the key or
+    the value). Message: ``"record at block byte {i} is truncated: {field} needs bytes up to
+    block byte {need}, block has {n}"``, ``i`` the in-block position of the record's first
+    byte, ``field`` one of ``offset delta``, ``timestamp delta``, ``key length``, ``key``,
+    ``value length``, ``value``.
+
+  A 10-byte varint's bits above bit 63 are dropped (as StreamHouse's decoder does).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import lz4.block
+
+from streamhouse_beam.errors import (
+    CorruptSegmentError,
+    SegmentLimitError,
+    TruncatedSegmentError,
+    UnsupportedSegmentError,
+)
+from streamhouse_beam.segment.format import LZ4_SIZE_STRUCT, U64_MASK, Compression
+
+__all__ = [
+    "Record",
+    "decode_records",
+    "decode_records_py",
+    "decompress_block",
+    "speedups_active",
+]
+
+Record = tuple[int, int, "bytes | None", bytes]
+Buffer = bytes | bytearray | memoryview
+
+# zigzag decoding of every one-byte varint, so the common case is a tuple lookup.
+_ZIGZAG1 = tuple((b >> 1) ^ -(b & 1) for b in range(128))
+
+
+def _read_uvarint(data: bytes, i: int) -> tuple[int, int]:
+    """Read an unsigned LEB128 at ``i``; return ``(value, next index)``.
+
+    Raises ``IndexError`` at the end of ``data`` and ``OverflowError`` past 10 bytes; callers
+    turn both into segment errors with the record's position.
+    """
+    b = data[i]
+    if b < 0x80:
+        return b, i + 1
+    result = b & 0x7F
+    shift = 7
+    i += 1
+    while True:
+        b = data[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result & U64_MASK, i
+        shift += 7
+        if shift >= 70:
+            raise OverflowError
+
+
+def _decode_record_slow(data: bytes, pos: int) -> tuple[int, int, bytes | None, bytes, int]:
+    """Decode one record of any shape at ``pos``: ``(off_delta, ts_delta, key, value, next)``.
+
+    Raises ``IndexError``/``OverflowError`` like :func:`_read_uvarint`, and ``EOFError`` with
+    the field name when a key or value runs past the end.
+    """
+    u, i = _read_uvarint(data, pos)
+    od = (u >> 1) ^ -(u & 1)
+    u, i = _read_uvarint(data, i)
+    td = (u >> 1) ^ -(u & 1)
+    kl, i = _read_uvarint(data, i)
+    if kl:
+        j = i + kl
+        if j > len(data):
+            raise EOFError("key", j)
+        k: bytes | None = data[i:j]
+        i = j
+    else:
+        k = None
+    vl, i = _read_uvarint(data, i)
+    j = i + vl
+    if j > len(data):
+        raise EOFError("value", j)
+    return od, td, k, data[i:j], j
+
+
+def _record_error(data: bytes, pos: int, key: str | None, position: int) -> Exception:
+    """Work out precisely why the record at ``pos`` cannot be decoded and build the error."""
+    n = len(data)
+    i = pos
+    prev = 0
+    for field in ("offset delta", "timestamp delta", "key length", "key", "value length", "value"):
+        if field in ("key", "value"):
+            length = prev
+            if i + length > n:
+                return TruncatedSegmentError(
+                    f"record at block byte {pos} is truncated: {field} needs bytes up to block "
+                    f"byte {i + length}, block has {n}",
+                    key=key,
+                    position=position,
+                )
+            i += length
+            continue
+        start = i
+        while i < n and i - start < 10 and data[i] & 0x80:
+            i += 1
+        if i - start >= 10:
+            return CorruptSegmentError(
+                f"varint longer than 10 bytes at block byte {start}", key=key, position=position
+            )
+        if i >= n:
+            return TruncatedSegmentError(
+                f"record at block byte {pos} is truncated: {field} needs bytes up to block "
+                f"byte {i + 1}, block has {n}",
+                key=key,
+                position=position,
+            )
+        prev = 0
+        shift = 0
+        for b in data[start : i + 1]:
+            prev |= (b & 0x7F) << shift
+            shift += 7
+        prev &= U64_MASK
+        i += 1
+    # The record decodes after all: the failure was elsewhere (should not happen).
+    return CorruptSegmentError(
+        f"record at block byte {pos} cannot be decoded", key=key, position=position
+    )
+
+
+def decode_records_py(
+    data: Buffer,
+    first_offset: int,
+    first_timestamp: int,
+    legacy: bool,
+    key: str | None,
+    position: int,
+) -> list[tuple[int, int, bytes | None, bytes]]:
+    """Decode one decompressed block into ``(offset, timestamp, key, value)`` tuples.
+
+    Pure-Python implementation of the contract in this module's docstring.
+
+    Args:
+        data: the decompressed block.
+        first_offset: the block's index-entry offset.
+        first_timestamp: the block's index-entry timestamp.
+        legacy: apply the §1.9 rule to the first record (blocks ``i >= 1``).
+        key: object key, for errors only.
+        position: file position of the block, for errors only.
+
+    Returns:
+        The records of the block, in order.
+
+    Raises:
+        CorruptSegmentError: a varint longer than 10 bytes.
+        TruncatedSegmentError: the block ends inside a record.
+    """
+    d = data if type(data) is bytes else bytes(data)
+    n = len(d)
+    out: list[tuple[int, int, bytes | None, bytes]] = []
+    if not n:
+        return out
+    append = out.append
+    zz = _ZIGZAG1
+    mask = U64_MASK
+    off = first_offset
+    ts = first_timestamp
+    pos = 0
+    try:
+        # The first record goes through the general path: it carries the legacy rule.
+        od, td, k, v, pos = _decode_record_slow(d, 0)
+        # Legacy rule (§1.9): a non-zero first delta counts from the previous block's last offset.
+        off = (off - 1 + od) & mask if legacy and od else (off + od) & mask
+        ts = (ts + td) & mask
+        append((off, ts, k, v))
+        while pos < n:
+            a = d[pos]
+            b = d[pos + 1]
+            c = d[pos + 2]
+            if a < 0x80 and b < 0x80 and c < 0x80:
+                # Common shape: one-byte deltas and key length.
+                off = (off + zz[a]) & mask
+                ts = (ts + zz[b]) & mask
+                i = pos + 3
+                if c:
+                    j = i + c
+                    k = d[i:j]
+                else:
+                    k = None
+                    j = i
+                vl = d[j]
+                if vl < 0x80:
+                    j += 1
+                else:
+                    vl2 = d[j + 1]
+                    if vl2 < 0x80:
+                        vl = (vl & 0x7F) | (vl2 << 7)
+                        j += 2
+                    else:
+                        vl, j = _read_uvarint(d, j)
+                pos = j + vl
+                append((off, ts, k, d[j:pos]))
+            else:
+                od, td, k, v, nxt = _decode_record_slow(d, pos)
+                off = (off + od) & mask
+                ts = (ts + td) & mask
+                pos = nxt
+                append((off, ts, k, v))
+    except (IndexError, OverflowError, EOFError):
+        raise _record_error(d, pos, key, position) from None
+    if pos != n:
+        # Only the last record can run past the end: the loop stops as soon as one does.
+        del out[-1]
+        last = _last_record_start(d, len(out))
+        raise _record_error(d, last, key, position)
+    return out
+
+
+def _last_record_start(d: bytes, count: int) -> int:
+    """Return the block position of the record after the first ``count`` well-formed ones."""
+    pos = 0
+    for _ in range(count):
+        pos = _decode_record_slow(d, pos)[4]
+    return pos
+
+
+def decompress_block(
+    stored: Buffer,
+    compression: Compression,
+    *,
+    max_bytes: int,
+    key: str | None,
+    position: int,
+) -> bytes | memoryview | bytearray:
+    """Return the encoded records of one stored block.
+
+    Args:
+        stored: the block's bytes exactly as in the file.
+        compression: the segment's compression.
+        max_bytes: largest accepted declared uncompressed size (LZ4); checked before
+            allocating.
+        key: object key, for errors.
+        position: file position of the block, for errors.
+
+    Returns:
+        ``stored`` itself for compression none (no copy), else the decompressed bytes.
+
+    Raises:
+        TruncatedSegmentError: an LZ4 block shorter than its 4-byte size prefix.
+        SegmentLimitError: the declared uncompressed size is above ``max_bytes``.
+        CorruptSegmentError: LZ4 data that does not decode to exactly the declared size.
+        UnsupportedSegmentError: Zstd (StreamHouse defines no Zstd framing).
+    """
+    if compression == Compression.NONE:
+        return stored
+    if compression == Compression.LZ4:
+        if len(stored) < LZ4_SIZE_STRUCT.size:
+            raise TruncatedSegmentError(
+                f"LZ4 block of {len(stored)} bytes is shorter than its 4-byte size prefix",
+                key=key,
+                position=position,
+            )
+        (size,) = LZ4_SIZE_STRUCT.unpack_from(stored, 0)
+        if size > max_bytes:
+            raise SegmentLimitError(
+                f"LZ4 block declares {size} uncompressed bytes, above the limit of {max_bytes} "
+                "(raise max_block_bytes if this segment is trusted)",
+                key=key,
+                position=position,
+            )
+        if size == 0:
+            raise CorruptSegmentError(
+                "LZ4 block declares 0 uncompressed bytes; StreamHouse never writes an empty block",
+                key=key,
+                position=position,
+            )
+        body = memoryview(stored)[LZ4_SIZE_STRUCT.size :]
+        try:
+            out: bytes = lz4.block.decompress(body, uncompressed_size=size)
+        except (lz4.block.LZ4BlockError, ValueError, MemoryError) as exc:
+            raise CorruptSegmentError(
+                f"LZ4 block does not decode to its declared {size} bytes: {exc}",
+                key=key,
+                position=position,
+            ) from exc
+        if len(out) != size:
+            raise CorruptSegmentError(
+                f"LZ4 block decodes to {len(out)} bytes but declares {size}",
+                key=key,
+                position=position,
+            )
+        return out
+    raise UnsupportedSegmentError(
+        f"compression {compression.label} is not supported (StreamHouse cannot write it either)",
+        key=key,
+        position=position,
+    )
+
+
+DecodeFn = Callable[
+    [Buffer, int, int, bool, "str | None", int], "list[tuple[int, int, bytes | None, bytes]]"
+]
+
+decode_records: DecodeFn = decode_records_py
+if not os.environ.get("STREAMHOUSE_BEAM_PURE_PYTHON"):
+    try:
+        from streamhouse_beam.segment import _speedups  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        decode_records = _speedups.decode_records
+
+
+def speedups_active() -> bool:
+    """Return whether :data:`decode_records` is the C accelerator."""
+    return decode_records is not decode_records_py
