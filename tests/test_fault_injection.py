@@ -167,3 +167,13 @@ def test_proxy_fault_share_is_deterministic_for_a_seed(upstream: str) -> None:
     first = run()
     assert first == run()
     assert 4 <= first.count("status") <= 24
+
+
+def test_queued_faults_hit_the_next_requests_in_order(upstream: str) -> None:
+    with FaultProxy(upstream, failure_rate=0.0) as proxy:
+        proxy.inject("429", "403")
+        assert proxy.pending() == 2
+        assert _fetch(proxy.endpoint_url) == ("status", 429)
+        assert _fetch(proxy.endpoint_url) == ("status", 403)
+        assert _fetch(proxy.endpoint_url) == ("ok", PAYLOAD)
+        assert (proxy.requests_seen, proxy.faults_served, proxy.pending()) == (3, 2, 0)

@@ -12,7 +12,13 @@ the faults a real object store or network produces:
                of the body before the connection is closed (answers without a body get a 500)
 ``"slow"``     nothing is sent for ``slow_seconds`` (set it above the client's read timeout),
                then the connection is closed
+``"429"``      ``TooManyRequests`` with status 429 (only when queued or listed in ``faults``)
+``"403"``      ``AccessDenied`` with status 403 — a permanent error, for tests of the
+               not-retried path (only when queued or listed in ``faults``)
 =============  ================================================================================
+
+Besides the random share, :meth:`FaultProxy.inject` queues faults for the very next requests
+(of any method), one per request, in order — for tests that need one exact fault.
 
 Fault decisions come from ``random.Random(seed)`` drawn once per request in arrival order, so
 a single-threaded client sees the same faults run after run; :meth:`FaultProxy.stats` counts
@@ -39,10 +45,12 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["FAULTS", "FaultProxy"]
+__all__ = ["ALL_FAULTS", "FAULTS", "FaultProxy"]
 
-#: Every fault kind the proxy can inject.
+#: The fault kinds drawn at random by default.
 FAULTS = ("500", "503", "reset", "truncate", "slow")
+#: Every fault kind the proxy can inject (random or queued).
+ALL_FAULTS = (*FAULTS, "429", "403")
 
 # Headers that describe one hop, not the message: never forwarded as is.
 _HOP_BY_HOP = frozenset(
@@ -71,6 +79,18 @@ _ERROR_BODIES = {
         "Slow Down",
         b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
         b"<Message>Please reduce your request rate.</Message></Error>",
+    ),
+    "429": (
+        429,
+        "Too Many Requests",
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>TooManyRequests</Code>'
+        b"<Message>Too many requests.</Message></Error>",
+    ),
+    "403": (
+        403,
+        "Forbidden",
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+        b"<Message>Access Denied</Message></Error>",
     ),
 }
 
@@ -114,9 +134,11 @@ class FaultProxy:
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate!r}")
         fault_list = tuple(faults)
-        unknown = sorted(set(fault_list) - set(FAULTS))
+        unknown = sorted(set(fault_list) - set(ALL_FAULTS))
         if unknown or not fault_list:
-            raise ValueError(f"faults must be a non-empty subset of {FAULTS}, got {fault_list!r}")
+            raise ValueError(
+                f"faults must be a non-empty subset of {ALL_FAULTS}, got {fault_list!r}"
+            )
         if slow_seconds < 0:
             raise ValueError(f"slow_seconds must be >= 0, got {slow_seconds!r}")
         if max_connections < 1:
@@ -131,6 +153,7 @@ class FaultProxy:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._injected: collections.Counter[str] = collections.Counter()
+        self._queued: collections.deque[str] = collections.deque()
         self._requests = 0
         self._forwarded = 0
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -142,6 +165,11 @@ class FaultProxy:
     # ----------------------------------------------------------------------------------------
     # Lifecycle
     # ----------------------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        """Same as :attr:`url` (the name S3 settings use)."""
+        return self.url
 
     @property
     def url(self) -> str:
@@ -195,12 +223,30 @@ class FaultProxy:
         with self._lock:
             self._enabled = bool(enabled)
 
+    def inject(self, *faults: str) -> None:
+        """Queue ``faults`` for the next requests (any method), one per request, in order."""
+        for fault in faults:
+            if fault not in ALL_FAULTS:
+                raise ValueError(f"unknown fault {fault!r}; use one of {ALL_FAULTS}")
+        with self._lock:
+            self._queued.extend(faults)
+
+    def pending(self) -> int:
+        """Queued faults not yet served."""
+        with self._lock:
+            return len(self._queued)
+
+    def clear(self) -> None:
+        """Drop queued faults."""
+        with self._lock:
+            self._queued.clear()
+
     def stats(self) -> dict[str, int]:
         """Counts so far: ``requests``, ``forwarded``, ``injected`` and one entry per fault kind."""
         with self._lock:
             out = {"requests": self._requests, "forwarded": self._forwarded}
             out["injected"] = sum(self._injected.values())
-            for fault in FAULTS:
+            for fault in ALL_FAULTS:
                 out[fault] = self._injected[fault]
             return out
 
@@ -210,9 +256,22 @@ class FaultProxy:
         with self._lock:
             return sum(self._injected.values())
 
+    @property
+    def requests_seen(self) -> int:
+        """Requests received so far, faulted or not."""
+        with self._lock:
+            return self._requests
+
+    @property
+    def faults_served(self) -> int:
+        """Same as :attr:`injected`."""
+        return self.injected
+
     def _decide(self, method: str) -> str | None:
         with self._lock:
             self._requests += 1
+            if self._queued:
+                return self._queued.popleft()
             if not self._enabled or method.upper() not in self.methods:
                 return None
             # Two draws per eligible request whatever the outcome, so the sequence of
@@ -282,7 +341,7 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
                 self.send_error(400, "unreadable request body")
                 return
             fault = proxy._decide(self.command)
-            if fault in ("reset", "slow", "500", "503"):
+            if fault is not None and fault != "truncate":
                 # These never reach the upstream: the request is lost on the way.
                 self._inject(fault, None, None, b"")
                 return
