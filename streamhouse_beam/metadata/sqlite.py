@@ -1,0 +1,212 @@
+"""The SQLite metadata backend: StreamHouse's ``metadata.db`` read with the stdlib ``sqlite3``.
+
+Reads go through a connection opened read-only (``file:…?mode=ro``), so a reader can never
+modify the store by accident; only :meth:`SqliteMetadataStore.commit_offsets` opens a second,
+writable connection (``mode=rw``: it never creates a database), with foreign keys enforced as
+StreamHouse's own connections are. "database is locked" and "busy" are retried with backoff
+(each attempt first waits ``busy_timeout`` seconds inside SQLite); other failures map to
+project errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from streamhouse_beam.errors import (
+    InconsistentMetadataError,
+    MetadataError,
+    MetadataUnavailableError,
+    NotAStreamHouseStoreError,
+)
+from streamhouse_beam.metadata._retry import MetadataRetryPolicy, TransientMetadataFailure
+from streamhouse_beam.metadata._sql import REQUIRED_COLUMNS, Row, SqlMetadataStore, Statement
+
+__all__ = ["SqliteMetadataStore", "sqlite_path_from_url"]
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """The file path of a ``sqlite:///abs/path.db`` (or ``sqlite:relative.db``) URL.
+
+    SQLAlchemy's spelling ``sqlite:////abs/path.db`` is accepted too.
+
+    Raises:
+        ValueError: the URL is not a SQLite URL or names no file.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "sqlite":
+        raise ValueError(f"metadata_url must start with sqlite:, got {url!r}")
+    if parsed.netloc not in ("", "localhost"):
+        raise ValueError(
+            f"metadata_url {url!r} has a host part; write sqlite:///absolute/path/metadata.db"
+        )
+    path = urllib.parse.unquote(parsed.path)
+    if path.startswith("/"):
+        # sqlite:///abs and SQLAlchemy's sqlite:////abs both mean /abs.
+        path = "/" + path.lstrip("/")
+    if not path or path == "/":
+        raise ValueError(f"metadata_url {url!r} names no database file")
+    return path
+
+
+class SqliteMetadataStore(SqlMetadataStore):
+    """A StreamHouse SQLite metadata store.
+
+    Args:
+        url: ``sqlite:///absolute/path/metadata.db``.
+        organization_id: the organization to read; None picks the only one.
+        retry: retry policy for locked/busy databases.
+        busy_timeout: seconds SQLite itself waits on a lock within one attempt.
+        create: open the writable connection with ``mode=rwc`` (testing helpers only).
+    """
+
+    _OFFSETS_CONFLICT_TARGET = "(group_id, topic, partition_id)"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        organization_id: str | None = None,
+        retry: MetadataRetryPolicy | None = None,
+        busy_timeout: float = 1.0,
+        create: bool = False,
+    ) -> None:
+        self._path = os.path.abspath(sqlite_path_from_url(url))
+        if busy_timeout < 0:
+            raise ValueError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
+        self._busy_timeout = float(busy_timeout)
+        self._create = create
+        self._ro: sqlite3.Connection | None = None
+        self._rw: sqlite3.Connection | None = None
+        super().__init__(url, organization_id=organization_id, retry=retry or MetadataRetryPolicy())
+
+    @property
+    def path(self) -> str:
+        """Absolute path of the database file."""
+        return self._path
+
+    _TRANSIENT_STATE = (*SqlMetadataStore._TRANSIENT_STATE, "_ro", "_rw")
+
+    def _reset_connections_after_unpickle(self) -> None:
+        self._ro = None
+        self._rw = None
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _file_uri(self, mode: str) -> str:
+        return f"file:{urllib.request.pathname2url(self._path)}?mode={mode}"
+
+    def _open(self, mode: str) -> sqlite3.Connection:
+        if mode == "ro" and not os.path.exists(self._path):
+            raise MetadataUnavailableError(
+                f"{self.url}: database file {self._path!r} does not exist"
+            )
+        try:
+            conn = sqlite3.connect(
+                self._file_uri(mode),
+                uri=True,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise self._map(exc, "open the database") from exc
+        if mode != "ro":
+            conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._ro is None:
+            self._ro = self._open("ro")
+        return self._ro
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._rw is None:
+            self._rw = self._open("rwc" if self._create else "rw")
+        return self._rw
+
+    def _drop_connections(self) -> None:
+        for name in ("_ro", "_rw"):
+            conn = getattr(self, name, None)
+            setattr(self, name, None)
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+
+    # -- error mapping -------------------------------------------------------------------------
+
+    def _map(self, exc: sqlite3.Error, what: str) -> Exception:
+        """Map a sqlite3 error to a retryable failure or a project error."""
+        text = str(exc)
+        lowered = text.lower()
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in lowered or "busy" in lowered):
+            return TransientMetadataFailure(f"{what}: {text}", exc)
+        if "no such table" in lowered or "no such column" in lowered:
+            return NotAStreamHouseStoreError(
+                f"{self.url} is not a StreamHouse metadata store ({what}: {text})"
+            )
+        if "file is not a database" in lowered:
+            return NotAStreamHouseStoreError(
+                f"{self.url} is not a StreamHouse metadata store: {self._path!r} is not a "
+                "SQLite database"
+            )
+        if "unable to open" in lowered or "readonly" in lowered:
+            return MetadataUnavailableError(f"{self.url}: cannot {what}: {text}")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return InconsistentMetadataError(f"{self.url}: cannot {what}: {text}")
+        return MetadataError(f"{self.url}: cannot {what}: {type(exc).__name__}: {text}")
+
+    # -- primitives ----------------------------------------------------------------------------
+
+    def _query_once(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        try:
+            return list(self._reader().execute(sql, tuple(params)).fetchall())
+        except sqlite3.Error as exc:
+            raise self._map(exc, "read") from exc
+
+    def _write_once(self, statements: Sequence[Statement]) -> None:
+        conn = self._writer()
+        try:
+            # IMMEDIATE takes the write lock up front, so a busy database fails here (and is
+            # retried) rather than half-way through the statements.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    conn.execute(sql, tuple(params))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._map(exc, "write") from exc
+
+    def _run_script(self, script: str) -> None:
+        """Execute a DDL script on the writable connection (testing helpers only)."""
+        with self._lock:
+            try:
+                self._writer().executescript(script)
+            except sqlite3.Error as exc:
+                raise self._map(exc, "run the schema script") from exc
+            self._columns = None
+
+    def _list_columns(self) -> dict[str, set[str]]:
+        tables = [
+            str(r[0])
+            for r in self._query_once(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')", ()
+            )
+        ]
+        columns: dict[str, set[str]] = {}
+        for table in tables:
+            if table in REQUIRED_COLUMNS:
+                rows = self._query_once("SELECT name FROM pragma_table_info(?)", (table,))
+                columns[table] = {str(r[0]) for r in rows}
+            else:
+                columns[table] = set()
+        return columns
