@@ -60,11 +60,17 @@ __all__ = [
     "redact",
 ]
 
-# user:password@ in URLs, and key=value style secrets in option strings.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<pw>[^/@\s]*)@")
+# user:password@ in URLs, and key=value style secrets in option strings, dict/JSON reprs
+# ('password': 'x') and HTTP authorization headers (Authorization: Bearer x).
+# The password part may hold '/' (common in AWS secret keys pasted unencoded): redacting a
+# little too much of a URL is better than leaking the rest of a secret.
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<pw>[^@\s]*)@"
+)
 _KV_SECRET = re.compile(
     r"(?i)(?P<k>(?:password|passwd|pwd|secret|token|aws_secret_access_key|secret_access_key|"
-    r"session_token|api_key|apikey|authorization)\s*[=:]\s*)(?P<v>[^\s&,;'\"}]+)"
+    r"session_token|api_key|apikey|authorization)['\"]?\s*[=:]\s*['\"]?(?:(?:Bearer|Basic)\s+)?)"
+    r"(?P<v>[^\s&,;'\"}]+)"
 )
 
 
@@ -85,7 +91,9 @@ class StreamHouseError(Exception):
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-def _rebuild(cls: type[StreamHouseError], args: tuple[Any, ...], state: dict[str, Any]) -> StreamHouseError:
+def _rebuild(
+    cls: type[StreamHouseError], args: tuple[Any, ...], state: dict[str, Any]
+) -> StreamHouseError:
     err = Exception.__new__(cls)
     Exception.__init__(err, *args)
     err.__dict__.update(state)
@@ -105,7 +113,9 @@ class SegmentError(StreamHouseError):
         position: byte position in the segment where the problem was found, when known.
     """
 
-    def __init__(self, message: str, *, key: str | None = None, position: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, key: str | None = None, position: int | None = None
+    ) -> None:
         self.key = key
         self.position = position
         where = []
