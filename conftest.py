@@ -20,3 +20,59 @@ def fixture_segments_dir() -> pathlib.Path:
     if not FIXTURE_SEGMENTS.is_dir():
         pytest.fail(f"golden segment fixtures not found at {FIXTURE_SEGMENTS}")
     return FIXTURE_SEGMENTS
+
+
+@pytest.fixture(scope="session")
+def moto_server():  # type: ignore[no-untyped-def]
+    """A moto_server (S3) on a free 127.0.0.1 port for the whole session; stopped at the end.
+
+    Yields a :class:`streamhouse_beam.testing.servers.MotoServer` (``endpoint_url``,
+    ``credentials()``, ``env()``, ``reset()``). Tests create their own uniquely named buckets.
+    """
+    from streamhouse_beam.testing.servers import MotoServer
+
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():  # type: ignore[no-untyped-def]
+    """A gcp-storage-emulator (in memory) on a free 127.0.0.1 port; stopped at the end.
+
+    Yields a :class:`streamhouse_beam.testing.servers.GcsEmulator` (``endpoint``, ``env()``
+    for STORAGE_EMULATOR_HOST, ``wipe()``). Tests create their own uniquely named buckets.
+    """
+    from streamhouse_beam.testing.servers import GcsEmulator
+
+    with GcsEmulator() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():  # type: ignore[no-untyped-def]
+    """A PostgreSQL cluster (initdb + pg_ctl, run as OS user postgres when root) on a free
+    127.0.0.1 port; stopped and deleted at the end.
+
+    Yields a :class:`streamhouse_beam.testing.postgres.PostgresServer` (``url(db)``,
+    ``owner_url(db)``/``reader_url(db)`` for the password-protected roles, ``create_database()``,
+    ``grant_reader(db)``, ``restart()``). Fails when the server binaries are missing
+    (``make system-deps`` installs them).
+    """
+    from streamhouse_beam.testing.postgres import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):  # type: ignore[no-untyped-def]
+    """URL of a fresh, empty database on the session server (superuser, no password)."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
