@@ -217,6 +217,8 @@ class SqlMetadataStore(MetadataStore):
         self._columns: dict[str, set[str]] | None = None
         self._hwm_seen: dict[tuple[str, int], int] = {}
         self._lock = threading.RLock()
+        #: Transient failures retried so far by this instance (for metrics and tests).
+        self.retry_count = 0
 
     # -- pickling: Beam ships the store to workers; connections and locks stay behind --------
 
@@ -281,6 +283,7 @@ class SqlMetadataStore(MetadataStore):
         return f"{self.url}: {what}"
 
     def _on_transient(self, failure: TransientMetadataFailure) -> None:
+        self.retry_count += 1
         self._drop_connections()
 
     def _read(self, what: str, sql: str, params: Sequence[Any]) -> list[Row]:
