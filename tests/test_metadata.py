@@ -137,7 +137,7 @@ def test_segments_from_an_offset_come_in_order_and_respect_limit(lsh: LocalStrea
     first = segs[0]
     assert first.id == "orders-0-30"
     assert first.key == f"org-{lsh.organization_id}/data/orders/0/00000000000000000030.seg"
-    assert first.bucket == "streamhouse"
+    assert first.bucket == lsh.bucket != ""
     assert first.record_count == 10
     assert first.min_timestamp == DEFAULT_CLOCK_START_MS + 30
     assert first.max_timestamp == DEFAULT_CLOCK_START_MS + 39

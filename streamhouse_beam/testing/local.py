@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -62,6 +63,13 @@ def _as_bytes(what: str, value: object) -> bytes:
     raise TypeError(f"{what} must be bytes or str, got {type(value).__name__}")
 
 
+def _store_bucket(store: ObjectStore) -> str:
+    parsed = urllib.parse.urlsplit(store.url)
+    if parsed.scheme in ("s3", "gs", "memory") and parsed.netloc:
+        return parsed.netloc
+    return "streamhouse"
+
+
 @dataclasses.dataclass
 class _Buffer:
     records: list[tuple[int, int, bytes | None, bytes]] = dataclasses.field(default_factory=list)
@@ -81,7 +89,9 @@ class LocalStreamHouse:
         segment_max_records: roll a segment once it holds this many records.
         segment_max_bytes: roll a segment once its keys + values reach this many bytes.
         legacy_data_prefix: keys under ``data/`` even with an organization (before 2026-03).
-        bucket: recorded in ``segments.s3_bucket`` and passed to ``store.put``.
+        bucket: recorded in ``segments.s3_bucket`` and passed to ``store.put``; None uses
+            the store's own bucket (``s3://b``, ``gs://b``, ``memory://b``), or
+            ``"streamhouse"`` (StreamHouse's default) for stores without buckets.
         clock_start_ms, clock_step_ms: the default timestamp of offset ``o`` is
             ``clock_start_ms + o * clock_step_ms``.
         block_size_target: the segment writer's block size (None: StreamHouse's 1 MiB).
@@ -98,7 +108,7 @@ class LocalStreamHouse:
         segment_max_records: int = 10_000,
         segment_max_bytes: int = 8 * 1024 * 1024,
         legacy_data_prefix: bool = False,
-        bucket: str = "streamhouse",
+        bucket: str | None = None,
         clock_start_ms: int = DEFAULT_CLOCK_START_MS,
         clock_step_ms: int = 1,
         block_size_target: int | None = None,
@@ -120,7 +130,7 @@ class LocalStreamHouse:
         self.compression = Compression(compression)
         self.segment_max_records = segment_max_records
         self.segment_max_bytes = segment_max_bytes
-        self.bucket = bucket
+        self.bucket = bucket if bucket is not None else _store_bucket(self.store)
         self.clock_start_ms = clock_start_ms
         self.clock_step_ms = clock_step_ms
         self.block_size_target = block_size_target
