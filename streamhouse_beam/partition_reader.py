@@ -1,0 +1,751 @@
+"""Read the records of one partition range: metadata + segment cache + segment decoding.
+
+:class:`PartitionReader` is the Beam-free core of the connector. Given a metadata store, an
+object store and a :class:`~streamhouse_beam.cache.SegmentCache`, it returns the records of one
+partition with ``start <= offset < stop`` in offset order, in batches (the splittable DoFn calls
+:meth:`PartitionReader.read` once per ``process()`` call). It fixes the shortcomings of
+StreamHouse's own reader (spec §5.1, §9.4):
+
+* **Gaps are skipped forward.** Offsets no segment row covers (before the first segment, between
+  segments, or a hole inside ``[earliest, readable_end)`` whose rows were removed) do not exist
+  and are not data loss: the read continues at the next segment's ``base_offset``. A hole at the
+  tail (readable end above every segment) is skipped to the readable end. Inside a compacted
+  segment missing offsets are simply absent.
+* **Readable end** is ``max(high_watermark, max(end_offset) + 1)`` as the metadata store
+  reports it (§3.3). It is always read *before* the segment list, so a segment the watermark
+  promises is never missed: both are committed in one transaction by StreamHouse, and a later
+  query sees at least what an earlier one saw.
+* **Exact prefetch.** Once this read has consumed ``prefetch_threshold`` of the current
+  segment's offsets, the next ``prefetch_segments`` segments *of the metadata list* are handed to
+  the cache's background prefetch (StreamHouse guesses ``base + 10000`` and caches under a key it
+  never looks up). Cache keys are ``(store url, bucket, s3_key, created_at)``, so an object
+  re-written under the same key is never served stale.
+* **Range reads** (``ReadOptions.range_reads``): a read that starts inside a segment that is not
+  cached fetches the footer, header and index, then only the blocks it needs. The CRC-32 covers
+  the whole file and **cannot be verified** on this path; segments read after it use whole-object
+  GETs again (and the cache and its prefetch).
+* **Failures are named.** A missing object raises :class:`DataLossError` naming the topic,
+  partition and offset range (or, with ``on_missing_segment="skip"``, the range is skipped,
+  reported in :attr:`ReadBatch.lost_ranges` and logged once). A CRC mismatch or a truncated or
+  corrupt body is re-fetched once (the cache entry is invalidated first), then raised as the
+  :class:`SegmentError` naming the object key. A segment whose header does not cover the offsets
+  its row claims raises :class:`InconsistentMetadataError` naming the key and both ranges.
+
+Hot path: the parsed :class:`SegmentReader` of the current segment and its last decoded block are
+kept between calls, so successive reads of one segment neither re-parse nor re-decode; a read
+resumes at the block containing its start offset and finds its position by binary search. The
+current segment stays pinned in the cache until the reader moves past it or is closed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import logging
+import math
+import time
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Literal
+
+from streamhouse_beam.cache import CacheLease, SegmentCache
+from streamhouse_beam.errors import (
+    CorruptSegmentError,
+    DataLossError,
+    InconsistentMetadataError,
+    ObjectNotFoundError,
+    SegmentError,
+)
+from streamhouse_beam.metadata.base import MetadataStore
+from streamhouse_beam.records import SegmentInfo
+from streamhouse_beam.segment.format import DEFAULT_MAX_BLOCK_BYTES
+from streamhouse_beam.segment.reader import Record, SegmentReader
+from streamhouse_beam.storage.base import ObjectStore
+
+__all__ = ["PartitionReader", "ReadBatch", "ReadOptions", "segment_cache_key"]
+
+_LOG = logging.getLogger(__name__)
+
+#: Segment rows fetched per metadata query; the list is extended as the read moves on.
+SEGMENT_LIST_LIMIT = 1000
+
+MissingPolicy = Literal["fail", "skip"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+    """How a :class:`PartitionReader` reads.
+
+    Attributes:
+        verify_crc: check each whole segment's CRC-32 (never possible on the range-read path).
+        prefetch_threshold: fraction of the current segment's offsets consumed after which the
+            next segments are prefetched (StreamHouse's 80 %).
+        prefetch_segments: how many following segments to prefetch; 0 disables prefetch.
+        on_missing_segment: ``"fail"`` raises :class:`DataLossError` for a segment object that
+            no longer exists; ``"skip"`` skips its offsets and reports them in ``lost_ranges``.
+        range_reads: start inside an uncached segment with ranged GETs (footer, index, blocks)
+            instead of downloading the whole object.
+        max_block_bytes: largest declared uncompressed block accepted (corruption guard).
+        metadata_refresh_seconds: the segment list and readable end are re-read when older.
+    """
+
+    verify_crc: bool = True
+    prefetch_threshold: float = 0.8
+    prefetch_segments: int = 2
+    on_missing_segment: MissingPolicy = "fail"
+    range_reads: bool = False
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
+    metadata_refresh_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prefetch_threshold <= 1.0:
+            raise ValueError(
+                f"prefetch_threshold must be within [0, 1], got {self.prefetch_threshold!r}"
+            )
+        if not isinstance(self.prefetch_segments, int) or self.prefetch_segments < 0:
+            raise ValueError(
+                f"prefetch_segments must be an int >= 0, got {self.prefetch_segments!r}"
+            )
+        if self.on_missing_segment not in ("fail", "skip"):
+            raise ValueError(
+                f"on_missing_segment must be 'fail' or 'skip', got {self.on_missing_segment!r}"
+            )
+        if not isinstance(self.max_block_bytes, int) or self.max_block_bytes <= 0:
+            raise ValueError(
+                f"max_block_bytes must be a positive int, got {self.max_block_bytes!r}"
+            )
+        if not self.metadata_refresh_seconds >= 0:
+            raise ValueError(
+                f"metadata_refresh_seconds must be >= 0, got {self.metadata_refresh_seconds!r}"
+            )
+
+
+@dataclasses.dataclass
+class ReadBatch:
+    """What one :meth:`PartitionReader.read` call returns.
+
+    Attributes:
+        records: ``(offset, timestamp, key, value)`` tuples in offset order.
+        next_offset: where the next read continues: the last returned offset + 1, or further
+            when the read scanned past a gap, the rest of a segment or a lost range. Never above
+            the stop offset or the readable end.
+        readable_end: the exclusive readable end observed (high-watermark rule, §3.3).
+        bytes_read: key and value bytes of the returned records.
+        bytes_fetched: segment bytes this call downloaded itself (cache misses and range GETs).
+        cache_hits: segments served by the cache without a download of their own.
+        cache_misses: segments this call had to download.
+        prefetches: background downloads this call started.
+        prefetch_hits: segments this call found already prefetched.
+        lost_ranges: inclusive offset ranges skipped because their object is missing (only
+            with ``on_missing_segment="skip"``).
+    """
+
+    records: list[Record]
+    next_offset: int
+    readable_end: int
+    bytes_read: int = 0
+    bytes_fetched: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    prefetches: int = 0
+    prefetch_hits: int = 0
+    lost_ranges: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+
+def segment_cache_key(store: ObjectStore, segment: SegmentInfo) -> tuple[str, str, str, int]:
+    """The cache identity of a segment's bytes: store, bucket, object key and ``created_at``."""
+    return (store.url, segment.bucket, segment.key, segment.created_at)
+
+
+class _OpenSegment:
+    """The segment a reader is positioned in: its parsed reader, lease and last block."""
+
+    __slots__ = (
+        "block",
+        "block_offsets",
+        "block_records",
+        "cache_key",
+        "lease",
+        "prefetched",
+        "reader",
+        "refetched",
+        "segment",
+    )
+
+    def __init__(
+        self,
+        segment: SegmentInfo,
+        cache_key: Hashable,
+        reader: SegmentReader,
+        lease: CacheLease | None,
+    ) -> None:
+        self.segment = segment
+        self.cache_key = cache_key
+        self.reader = reader
+        self.lease = lease
+        self.block = -1
+        self.block_records: list[Record] = []
+        self.block_offsets: list[int] = []
+        self.prefetched = False
+        self.refetched = False
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+
+class _Tally:
+    """Per-call counters folded into the ReadBatch."""
+
+    __slots__ = ("bytes_fetched", "hits", "lost", "misses", "prefetch_hits", "prefetches")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.prefetches = 0
+        self.prefetch_hits = 0
+        self.bytes_fetched = 0
+        self.lost: list[tuple[int, int]] = []
+
+
+def _release_lease(holder: list[_OpenSegment | None]) -> None:
+    current = holder[0]
+    if current is not None:
+        current.release()
+
+
+class PartitionReader:
+    """Records of one StreamHouse partition, read through a shared segment cache.
+
+    Not thread-safe: use one reader per thread (they may share the cache, the metadata store and
+    the object store). Readers hold open metadata state only; pickling is not supported.
+
+    Args:
+        metadata: the metadata store (one organization).
+        store: the object store holding the segments.
+        cache: the (usually per-worker) segment cache.
+        topic: topic name.
+        partition: partition number.
+        options: how to read.
+    """
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        store: ObjectStore,
+        cache: SegmentCache,
+        topic: str,
+        partition: int,
+        options: ReadOptions = ReadOptions(),
+    ) -> None:
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic must be a non-empty str, got {topic!r}")
+        if not isinstance(partition, int) or partition < 0:
+            raise ValueError(f"partition must be an int >= 0, got {partition!r}")
+        self.metadata = metadata
+        self.store = store
+        self.cache = cache
+        self.topic = topic
+        self.partition = partition
+        self.options = options
+        self._store_url = store.url
+        self._segments: list[SegmentInfo] = []
+        self._bases: list[int] = []
+        self._list_from = 0
+        self._list_complete = False  # the list reaches the newest segment (no limit hit)
+        self._list_time = -math.inf
+        self._list_seq = -1
+        self._end: int | None = None
+        self._end_time = -math.inf
+        self._end_seq = -1
+        self._seq = 0
+        self._earliest: int | None = None
+        # A one-element holder so the finalizer can release the pin without keeping self alive.
+        self._holder: list[_OpenSegment | None] = [None]
+        self._finalizer = weakref.finalize(self, _release_lease, self._holder)
+        self._logged_lost: set[tuple[int, int]] = set()
+
+    def __repr__(self) -> str:
+        return f"PartitionReader({self.topic!r}, {self.partition}, store={self._store_url!r})"
+
+    # ------------------------------------------------------------------------------- public
+
+    def read(self, start_offset: int, stop_offset: int | None, max_records: int) -> ReadBatch:
+        """Return up to ``max_records`` records with ``start_offset <= offset < stop_offset``.
+
+        Args:
+            start_offset: first offset wanted.
+            stop_offset: exclusive end; ``None`` reads up to the readable end. A stop beyond the
+                readable end returns what is readable now.
+            max_records: most records returned (> 0).
+
+        Returns:
+            The batch; ``next_offset`` is where the following call should start. An empty batch
+            with ``next_offset == start_offset`` means nothing is readable there yet.
+
+        Raises:
+            DataLossError: a segment object is missing and the policy is ``"fail"``.
+            SegmentError: a segment is corrupt even after one re-fetch (names the object key).
+            InconsistentMetadataError: a segment's header does not cover its row's offsets.
+            StorageError, MetadataError: the stores failed past their retry budgets.
+        """
+        if not isinstance(start_offset, int) or start_offset < 0:
+            raise ValueError(f"start_offset must be an int >= 0, got {start_offset!r}")
+        if stop_offset is not None and (not isinstance(stop_offset, int) or stop_offset < 0):
+            raise ValueError(f"stop_offset must be None or an int >= 0, got {stop_offset!r}")
+        if not isinstance(max_records, int) or max_records <= 0:
+            raise ValueError(f"max_records must be a positive int, got {max_records!r}")
+
+        end = self._readable_end_for(start_offset, stop_offset)
+        limit = end if stop_offset is None else min(stop_offset, end)
+        tally = _Tally()
+        out: list[Record] = []
+        cur = start_offset
+        while len(out) < max_records and cur < limit:
+            seg = self._segment_at(cur, limit)
+            if seg is None:
+                # Nothing at or after `cur` below the readable end: a hole at the tail.
+                cur = limit
+                break
+            if seg.base_offset > cur:
+                cur = min(seg.base_offset, limit)
+                continue
+            cur = self._read_segment(seg, cur, limit, max_records - len(out), out, tally)
+        if cur > limit:
+            cur = limit
+        return ReadBatch(
+            records=out,
+            next_offset=max(cur, start_offset),
+            readable_end=end,
+            bytes_read=sum(len(r[3]) + (len(r[2]) if r[2] is not None else 0) for r in out),
+            bytes_fetched=tally.bytes_fetched,
+            cache_hits=tally.hits,
+            cache_misses=tally.misses,
+            prefetches=tally.prefetches,
+            prefetch_hits=tally.prefetch_hits,
+            lost_ranges=tally.lost,
+        )
+
+    def readable_end(self, refresh: bool = True) -> int:
+        """The exclusive readable end (``max(high_watermark, max(end_offset) + 1)``).
+
+        Args:
+            refresh: query the metadata store; otherwise return the last observed value (and
+                query only if none was observed yet).
+        """
+        if refresh or self._end is None:
+            self._refresh_end()
+        assert self._end is not None
+        return self._end
+
+    def earliest_offset(self) -> int:
+        """The partition's first existing offset (``min(base_offset)``; the readable end if none)."""
+        info = self.metadata.partition(self.topic, self.partition)
+        self._earliest = info.earliest_offset
+        self._note_end(info.high_watermark)
+        return info.earliest_offset
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int:
+        """The first offset whose record timestamp is ``>= timestamp_ms``; the readable end if none.
+
+        Candidate segments come from the metadata store (by their last record's timestamp).
+        Within a candidate, timestamps may be out of order, so every block before the first
+        block whose index timestamp reaches ``timestamp_ms`` is decoded and searched; that block's
+        first record is the answer when none of them has one.
+        """
+        if not isinstance(timestamp_ms, int) or timestamp_ms < 0:
+            raise ValueError(f"timestamp_ms must be an int >= 0, got {timestamp_ms!r}")
+        end = self.readable_end(refresh=True)
+        for seg in self.metadata.segments_for_timestamp(self.topic, self.partition, timestamp_ms):
+            if seg.base_offset >= end:
+                break
+            found = self._first_at_or_after(seg, timestamp_ms)
+            if found is not None:
+                return found
+        return end
+
+    def estimate_bytes(self, start: int, stop: int) -> float:
+        """Estimated segment bytes holding offsets ``[start, stop)``, without any I/O.
+
+        Uses the segment list this reader already holds, prorating each segment's size by the
+        share of its offset range that falls in ``[start, stop)``; offsets beyond the known list
+        count nothing.
+        """
+        if stop <= start or not self._segments:
+            return 0.0
+        total = 0.0
+        i = max(bisect.bisect_right(self._bases, start) - 1, 0)
+        for seg in self._segments[i:]:
+            if seg.base_offset >= stop:
+                break
+            lo = max(start, seg.base_offset)
+            hi = min(stop, seg.end_offset + 1)
+            if hi > lo:
+                total += seg.size_bytes * (hi - lo) / (seg.end_offset - seg.base_offset + 1)
+        return total
+
+    def first_segment_fetch(
+        self, start_offset: int
+    ) -> tuple[Hashable, Callable[[], bytes], int] | None:
+        """The ``(cache key, fetch, size)`` of the first segment a read from ``start_offset`` needs.
+
+        The DoFn hands these for every partition of a bundle to :meth:`SegmentCache.prefetch` at
+        once, so a worker with many partitions pays one round trip instead of one per partition.
+        Returns ``None`` when no segment holds offsets at or after ``start_offset``.
+        """
+        self._ensure_list(start_offset)
+        seg = self._find(start_offset)
+        if seg is None:
+            return None
+        return (
+            segment_cache_key(self.store, seg),
+            self._fetcher(seg),
+            seg.size_bytes if seg.size_bytes > 0 else 0,
+        )
+
+    def segments(self) -> list[SegmentInfo]:
+        """The segment list this reader currently holds (a copy, for diagnostics and tests)."""
+        return list(self._segments)
+
+    def close(self) -> None:
+        """Release the pinned segment and forget decoded state; the reader stays usable."""
+        self._drop_current()
+
+    def __enter__(self) -> PartitionReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------------- readable end / list
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _note_end(self, hwm: int) -> None:
+        seq = self._next_seq()
+        # Never regress: a stale replica or a restore must not make the end go backwards.
+        self._end = hwm if self._end is None else max(self._end, hwm)
+        self._end_time = time.monotonic()
+        self._end_seq = seq
+
+    def _refresh_end(self) -> None:
+        info = self.metadata.partition(self.topic, self.partition)
+        self._earliest = info.earliest_offset
+        self._note_end(info.high_watermark)
+
+    def _readable_end_for(self, start: int, stop: int | None) -> int:
+        """The readable end to bound this read by, querying only when it can matter."""
+        fresh = time.monotonic() - self._end_time < self.options.metadata_refresh_seconds
+        if self._end is None or not fresh:
+            self._refresh_end()
+        elif (stop is None or stop > self._end) and start >= self._end:
+            # Caught up with what we know: only a fresh look can show more.
+            self._refresh_end()
+        assert self._end is not None
+        return self._end
+
+    def _load_list(self, from_offset: int) -> None:
+        rows = self.metadata.segments(
+            self.topic, self.partition, from_offset=from_offset, limit=SEGMENT_LIST_LIMIT
+        )
+        self._segments = rows
+        self._bases = [s.base_offset for s in rows]
+        self._list_from = from_offset
+        self._list_complete = len(rows) < SEGMENT_LIST_LIMIT
+        self._list_time = time.monotonic()
+        self._list_seq = self._next_seq()
+        if rows and self._end is not None and rows[-1].end_offset + 1 > self._end:
+            # A segment committed after our watermark look: its offsets are readable too. The
+            # list itself is the evidence, so this does not make the list look stale.
+            self._end = rows[-1].end_offset + 1
+
+    def _ensure_list(self, offset: int) -> None:
+        """Make sure the list covers ``offset`` as well as a fresh query would."""
+        stale = time.monotonic() - self._list_time >= self.options.metadata_refresh_seconds
+        before = offset < self._list_from
+        past = not self._segments or offset > self._segments[-1].end_offset
+        if (
+            stale
+            or before
+            or (past and (not self._list_complete or self._list_seq < self._end_seq))
+        ):
+            self._load_list(offset)
+
+    def _find(self, offset: int) -> SegmentInfo | None:
+        """The known segment containing ``offset`` or the first one after it."""
+        i = bisect.bisect_right(self._bases, offset) - 1
+        if i >= 0 and self._segments[i].end_offset >= offset:
+            return self._segments[i]
+        if i + 1 < len(self._segments):
+            return self._segments[i + 1]
+        return None
+
+    def _segment_at(self, offset: int, limit: int) -> SegmentInfo | None:
+        self._ensure_list(offset)
+        seg = self._find(offset)
+        # Before calling it a gap, make sure the list is newer than the readable end we bound
+        # the read by (a segment the watermark promises must be in the list).
+        if (seg is None or seg.base_offset > offset) and (
+            self._list_seq < self._end_seq or (seg is None and not self._list_complete)
+        ):
+            self._load_list(offset)
+            seg = self._find(offset)
+        if seg is not None and seg.base_offset >= limit:
+            return None
+        return seg
+
+    # ------------------------------------------------------------------------ segment access
+
+    def _fetcher(self, seg: SegmentInfo) -> Callable[[], bytes]:
+        store = self.store
+        key = seg.key
+        bucket = seg.bucket or None
+
+        def fetch() -> bytes:
+            return store.get(key, bucket=bucket)
+
+        return fetch
+
+    def _drop_current(self) -> None:
+        current = self._holder[0]
+        if current is not None:
+            current.release()
+            self._holder[0] = None
+
+    def _open(self, seg: SegmentInfo, cur: int, tally: _Tally) -> _OpenSegment | None:
+        """Position on ``seg``; ``None`` when its object is missing and the policy skips it."""
+        key = segment_cache_key(self.store, seg)
+        current = self._holder[0]
+        if current is not None and current.cache_key == key:
+            if current.segment != seg:
+                # Another piece of the same object (overlap resolution): keep the bytes.
+                current.segment = seg
+                current.prefetched = False
+            self._check_row(seg, current.reader)
+            return current
+        self._drop_current()
+        try:
+            if (
+                self.options.range_reads
+                and cur > seg.base_offset
+                and not self.cache.contains(key)
+                and not self.cache.in_flight(key)
+            ):
+                opened = self._open_ranged(seg, key, tally)
+                if opened is None:
+                    opened = self._open_whole(seg, key, tally)
+            else:
+                opened = self._open_whole(seg, key, tally)
+        except ObjectNotFoundError as exc:
+            self._missing(seg, cur, exc, tally)
+            return None
+        self._holder[0] = opened
+        return opened
+
+    def _open_whole(self, seg: SegmentInfo, key: Hashable, tally: _Tally) -> _OpenSegment:
+        fetch = self._fetcher(seg)
+        for attempt in (1, 2):
+            lease = self.cache.get(key, fetch, size_hint=seg.size_bytes or None)
+            if lease.hit:
+                tally.hits += 1
+            else:
+                tally.misses += 1
+                tally.bytes_fetched += lease.size
+            if lease.prefetched:
+                tally.prefetch_hits += 1
+            try:
+                reader = SegmentReader(
+                    lease.data,
+                    key=seg.key,
+                    verify_crc=self.options.verify_crc,
+                    max_block_bytes=self.options.max_block_bytes,
+                )
+            except CorruptSegmentError as exc:
+                lease.release()
+                self.cache.invalidate(key)
+                if attempt == 2:
+                    raise exc.with_key(seg.key) from None
+                _LOG.warning(
+                    "segment %r of %s/%d is corrupt (%s); fetching it once more",
+                    seg.key,
+                    self.topic,
+                    self.partition,
+                    exc,
+                )
+                continue
+            except BaseException:
+                lease.release()
+                raise
+            try:
+                self._check_row(seg, reader)
+            except BaseException:
+                lease.release()
+                raise
+            opened = _OpenSegment(seg, key, reader, lease)
+            opened.refetched = attempt == 2
+            return opened
+        raise AssertionError("unreachable")
+
+    def _open_ranged(self, seg: SegmentInfo, key: Hashable, tally: _Tally) -> _OpenSegment | None:
+        """Open ``seg`` with ranged GETs; ``None`` to fall back to a whole-object read."""
+        store = self.store
+        bucket = seg.bucket or None
+        fetched = [0]
+
+        def fetch_range(start: int, end: int) -> bytes:
+            data = store.get_range(seg.key, start, end, bucket=bucket)
+            fetched[0] += len(data)
+            return data
+
+        size = seg.size_bytes if seg.size_bytes > 0 else store.size(seg.key, bucket=bucket)
+        try:
+            reader = SegmentReader.from_ranges(
+                size, fetch_range, key=seg.key, max_block_bytes=self.options.max_block_bytes
+            )
+        except SegmentError as exc:
+            # A stale size_bytes or a damaged tail: the whole-object path re-checks everything
+            # (CRC included) and reports corruption properly.
+            _LOG.info("range read of %r failed (%s); reading the whole object", seg.key, exc)
+            tally.bytes_fetched += fetched[0]
+            return None
+        tally.misses += 1
+        tally.bytes_fetched += fetched[0]
+        self._check_row(seg, reader)
+        return _OpenSegment(seg, key, reader, None)
+
+    def _check_row(self, seg: SegmentInfo, reader: SegmentReader) -> None:
+        header = reader.header
+        # Overlap resolution may narrow a row to a stretch of its object, so the header must
+        # cover the row's range rather than equal it.
+        if not header.base_offset <= seg.base_offset <= seg.end_offset <= header.end_offset:
+            raise InconsistentMetadataError(
+                f"segment {seg.key!r} of {self.topic!r} partition {self.partition} holds offsets "
+                f"{header.base_offset}..{header.end_offset} (its header) but its metadata row "
+                f"claims {seg.base_offset}..{seg.end_offset}"
+            )
+
+    def _missing(self, seg: SegmentInfo, cur: int, exc: ObjectNotFoundError, tally: _Tally) -> None:
+        lost = (max(cur, seg.base_offset), seg.end_offset)
+        if self.options.on_missing_segment == "fail":
+            raise DataLossError(
+                f"segment object {seg.key!r} is missing from {self._store_url}; its records "
+                "cannot be read (pass on_missing_segment='skip' to skip them)",
+                topic=self.topic,
+                partition=self.partition,
+                start_offset=lost[0],
+                end_offset=lost[1],
+            ) from exc
+        tally.lost.append(lost)
+        if (seg.base_offset, seg.end_offset) not in self._logged_lost:
+            self._logged_lost.add((seg.base_offset, seg.end_offset))
+            _LOG.error(
+                "skipping offsets %d..%d of %s/%d: segment object %r is missing",
+                lost[0],
+                lost[1],
+                self.topic,
+                self.partition,
+                seg.key,
+            )
+
+    def _block(self, opened: _OpenSegment, i: int) -> tuple[list[Record], list[int]]:
+        if opened.block != i:
+            try:
+                records = opened.reader.decode_block(i)
+            except CorruptSegmentError:
+                if opened.refetched or opened.lease is None:
+                    raise
+                # Bytes that passed (or skipped) the CRC but do not decode: fetch once more.
+                self.cache.invalidate(opened.cache_key)
+                opened.refetched = True
+                opened.lease.release()
+                fresh = self._open_whole(opened.segment, opened.cache_key, _Tally())
+                opened.reader, opened.lease = fresh.reader, fresh.lease
+                records = opened.reader.decode_block(i)
+            opened.block = i
+            opened.block_records = records
+            opened.block_offsets = [r[0] for r in records]
+        return opened.block_records, opened.block_offsets
+
+    def _read_segment(
+        self,
+        seg: SegmentInfo,
+        cur: int,
+        limit: int,
+        room: int,
+        out: list[Record],
+        tally: _Tally,
+    ) -> int:
+        """Append records of ``seg`` from ``cur``; return the offset to continue at."""
+        after = seg.end_offset + 1
+        opened = self._open(seg, cur, tally)
+        if opened is None:
+            return after
+        reader = opened.reader
+        seg_stop = min(limit, after)
+        index = reader.index
+        blocks = len(index)
+        while room > 0 and cur < seg_stop:
+            if not blocks:
+                cur = after
+                break
+            bi = reader.block_for_offset(cur)
+            records, offsets = self._block(opened, bi)
+            pos = bisect.bisect_left(offsets, cur)
+            stop_pos = bisect.bisect_left(offsets, seg_stop, pos)
+            take = min(stop_pos - pos, room)
+            if take > 0:
+                out.extend(records[pos : pos + take])
+                room -= take
+                cur = records[pos + take - 1][0] + 1
+            if pos + take < stop_pos:
+                break  # room exhausted inside the block
+            if stop_pos < len(offsets):
+                cur = max(cur, seg_stop)  # the next record of the block is at or past the stop
+                break
+            # This block is exhausted: move to the next one or past the segment.
+            cur = index[bi + 1].offset if bi + 1 < blocks else after
+            if cur > after:
+                cur = after
+        self._maybe_prefetch(opened, cur, limit, tally)
+        return cur
+
+    def _maybe_prefetch(self, opened: _OpenSegment, cur: int, limit: int, tally: _Tally) -> None:
+        if opened.prefetched or self.options.prefetch_segments == 0:
+            return
+        seg = opened.segment
+        span = seg.end_offset - seg.base_offset + 1
+        if (cur - seg.base_offset) < self.options.prefetch_threshold * span:
+            return
+        opened.prefetched = True
+        i = bisect.bisect_right(self._bases, seg.end_offset)
+        items: list[tuple[Hashable, Callable[[], bytes], int | None]] = []
+        for nxt in self._segments[i:]:
+            if len(items) >= self.options.prefetch_segments or nxt.base_offset >= limit:
+                break
+            key = segment_cache_key(self.store, nxt)
+            if key == opened.cache_key:
+                continue  # another piece of the object we already hold
+            items.append((key, self._fetcher(nxt), nxt.size_bytes or None))
+        if items:
+            tally.prefetches += self.cache.prefetch(items)
+
+    def _first_at_or_after(self, seg: SegmentInfo, timestamp_ms: int) -> int | None:
+        tally = _Tally()
+        opened = self._open(seg, seg.base_offset, tally)
+        if opened is None:
+            return None
+        reader = opened.reader
+        # Timestamps may go backwards, so blocks are searched in order from the one holding the
+        # row's first offset. The scan ends at the latest in the first block whose index
+        # timestamp (its first record's) reaches the target, as that record qualifies.
+        for i in range(reader.block_for_offset(seg.base_offset), reader.block_count):
+            records, _ = self._block(opened, i)
+            for off, ts, _k, _v in records:
+                if off > seg.end_offset:
+                    return None
+                if off >= seg.base_offset and ts >= timestamp_ms:
+                    return off
+        return None
