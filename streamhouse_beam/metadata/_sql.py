@@ -257,6 +257,10 @@ class SqlMetadataStore(MetadataStore):
         """Map of table name to its column names, for the tables that exist."""
         raise NotImplementedError
 
+    def _run_script(self, script: str) -> None:
+        """Execute a DDL script on a writable connection (testing helpers only)."""
+        raise NotImplementedError
+
     def _drop_connections(self) -> None:
         """Close and forget connections (after a transient failure, or on close())."""
         raise NotImplementedError
@@ -447,10 +451,6 @@ class SqlMetadataStore(MetadataStore):
                 f"topic {topic!r} does not exist in organization {org!r} of {self.url}"
             )
         return self._topic_info(rows[0])
-
-    def topic_partitions(self, topic: str) -> list[TopicPartition]:
-        """The topic's partitions as TopicPartition values (TopicNotFoundError when missing)."""
-        return [TopicPartition(topic, p.partition) for p in self.partitions(topic)]
 
     def _partition_infos(
         self, topic: str, partition_ids: Iterable[int], only: int | None

@@ -52,6 +52,10 @@ class MetadataStore(abc.ABC):
     def partition(self, topic: str, partition: int) -> PartitionInfo:
         """One partition; TopicNotFoundError when the topic or partition is missing."""
 
+    def topic_partitions(self, topic: str) -> list[TopicPartition]:
+        """The topic's partitions as TopicPartition values; TopicNotFoundError when missing."""
+        return [TopicPartition(topic, p.partition) for p in self.partitions(topic)]
+
     @abc.abstractmethod
     def segments(
         self, topic: str, partition: int, from_offset: int = 0, limit: int | None = None
@@ -60,7 +64,11 @@ class MetadataStore(abc.ABC):
 
         Overlapping rows are resolved so the result never covers an offset twice: the most
         recently created row wins, and a row whose range is fully covered by a chosen one is
-        dropped; ``limit`` caps the number returned.
+        dropped; ``limit`` caps the number returned. A row only partly covered by newer ones
+        is returned narrowed to its uncovered stretch(es): ``base_offset``/``end_offset`` then
+        name the sub-range to read from that object (its id, key, bucket, created_at,
+        record_count and size_bytes are unchanged), so a reader reads exactly
+        ``[base_offset, end_offset]`` of each element's object and skips its other records.
         """
 
     @abc.abstractmethod

@@ -326,6 +326,9 @@ class LocalStreamHouse:
         items = list(records)
         if timestamps is not None and len(timestamps) != len(items):
             raise ValueError(f"timestamps has {len(timestamps)} entries for {len(items)} records")
+        # Offsets are consecutive from the partition's next offset; rolls inside the loop keep
+        # next_offset() = base + records appended so far.
+        base = self.next_offset(topic, partition)
         for i, item in enumerate(items):
             key: bytes | None
             ts: int | None = None
@@ -343,7 +346,7 @@ class LocalStreamHouse:
                 value = _as_bytes(f"value of record {i}", value_obj)
             else:
                 key, value = None, _as_bytes(f"record {i}", item)
-            offset = self.next_offset(topic, partition)
+            offset = base + i
             if timestamps is not None:
                 ts = timestamps[i]
             if ts is None:
