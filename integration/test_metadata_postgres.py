@@ -221,3 +221,19 @@ def test_segments_unique_index_is_global_as_in_streamhouse(
     with pytest.raises(MetadataError):
         b.write_segment("same", 0, [(0, 1, None, b"b")], segment_id=f"same-0-0-{uuid.uuid4()}")
     assert b.metadata().partition("same", 0).high_watermark == 0
+
+
+def test_a_killed_connection_is_replaced_and_the_call_retried(
+    postgres_server: PostgresServer, database: str
+) -> None:
+    a, _ = _two_orgs(postgres_server, database)
+    meta = open_metadata(postgres_server.url(database), a.organization_id)
+    assert isinstance(meta, PostgresMetadataStore)
+    ((pid,),) = meta._read("pid", "SELECT pg_backend_pid()", ())
+    postgres_server.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    meta.commit_offsets("g", {TopicPartition("a-topic", 0): 1})
+    ((new_pid,),) = meta._read("pid", "SELECT pg_backend_pid()", ())
+    assert new_pid != pid and meta.retry_count >= 1
+    postgres_server.execute("SELECT pg_terminate_backend(%s)", (new_pid,))
+    assert meta.committed_offset("g", "a-topic", 0) == 1
+    assert meta.retry_count >= 2

@@ -71,6 +71,12 @@ def test_url_forms_name_the_same_absolute_file() -> None:
         sqlite_path_from_url("sqlite://host/x.db")
     with pytest.raises(ValueError, match="names no database"):
         sqlite_path_from_url("sqlite:///")
+    with pytest.raises(ValueError, match="query"):
+        sqlite_path_from_url("sqlite:///x.db?mode=rw")
+    with pytest.raises(ValueError, match="scheme 'mysql'"):
+        open_metadata("mysql://u:pw@h/db")
+    with pytest.raises(ValueError, match="busy_timeout"):
+        open_metadata("postgresql://h/db", busy_timeout=1)
 
 
 def test_commit_waits_out_a_concurrent_writer_then_succeeds(tmp_path: Path) -> None:

@@ -45,6 +45,11 @@ def sqlite_path_from_url(url: str) -> str:
         raise ValueError(
             f"metadata_url {url!r} has a host part; write sqlite:///absolute/path/metadata.db"
         )
+    if parsed.query or parsed.fragment:
+        raise ValueError(
+            f"metadata_url {url!r} must not have a query or fragment (options are keyword "
+            "arguments of open_metadata)"
+        )
     path = urllib.parse.unquote(parsed.path)
     if path.startswith("/"):
         # sqlite:///abs and SQLAlchemy's sqlite:////abs both mean /abs.
