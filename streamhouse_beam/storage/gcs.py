@@ -1,0 +1,389 @@
+"""``gs://bucket``: segments in Google Cloud Storage, via google-cloud-storage.
+
+StreamHouse reaches GCS through object_store as well, so object names are the §2.6-encoded
+keys, and the segment row's bucket wins over the URL's when it is non-empty (§2.1).
+Credentials come from Application Default Credentials; with ``STORAGE_EMULATOR_HOST`` set
+(gcp-storage-emulator, fake-gcs-server) the client talks to the emulator anonymously.
+
+The library's own retries are switched off per call (``retry=None``) so that this store's
+budget, with its counter and its key-naming error, is the only one. Suffix reads send one
+``Range: bytes=-n`` request; a server that ignores suffix ranges (the emulator) answers with
+the whole object, whose tail is then kept, so the result is right either way.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from streamhouse_beam.errors import (
+    ObjectNotFoundError,
+    StorageError,
+    StoragePermissionError,
+    UnsafeKeyError,
+)
+from streamhouse_beam.storage._retry import (
+    RetryableFailure,
+    RetryCounter,
+    RetryPolicy,
+    call_with_retry,
+)
+from streamhouse_beam.storage.base import ObjectStore
+from streamhouse_beam.storage.keys import encode_key
+
+__all__ = ["GCS_OPTIONS", "GcsStore", "map_google_error"]
+
+T = TypeVar("T")
+
+#: storage_options a ``gs://`` store accepts.
+GCS_OPTIONS = frozenset(
+    {
+        "project",
+        "anonymous",
+        "endpoint",
+        "credentials_file",
+        "timeout",
+        "retry_attempts",
+        "retry_base_delay",
+        "retry_max_delay",
+    }
+)
+
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class _InvalidRange(Exception):
+    """The requested range starts at or past the end of the object (HTTP 416)."""
+
+
+def map_google_error(
+    exc: BaseException, *, key: str, bucket: str, what: str
+) -> StorageError | RetryableFailure | _InvalidRange | None:
+    """Translate an exception from google-cloud-storage into the project's error for ``key``.
+
+    Returns:
+        The error to raise ``from exc`` (or a :class:`RetryableFailure` to retry), or ``None``
+        when ``exc`` is not something this backend knows how to classify.
+    """
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    if isinstance(exc, api.GoogleAPICallError):
+        status = int(exc.code) if exc.code is not None else None
+        detail = _short(str(exc.message))
+        if status:
+            detail = f"HTTP {status}: {detail}"
+        if status == 416:
+            return _InvalidRange()
+        if status == 404:
+            return ObjectNotFoundError(
+                f"{what}: object (or its bucket) not found", key=key, bucket=bucket
+            )
+        if status in (401, 403):
+            return StoragePermissionError(
+                f"{what} refused: {detail}; check the Google credentials and the bucket's IAM",
+                key=key,
+                bucket=bucket,
+            )
+        if status in _TRANSIENT_STATUS:
+            return RetryableFailure(detail)
+        return StorageError(f"{what} failed: {detail}", key=key, bucket=bucket)
+    if isinstance(exc, (auth.DefaultCredentialsError, auth.RefreshError)):
+        return StoragePermissionError(
+            f"{what}: no usable Google credentials ({type(exc).__name__}); set "
+            "GOOGLE_APPLICATION_CREDENTIALS, pass credentials_file, or anonymous=True",
+            key=key,
+            bucket=bucket,
+        )
+    if isinstance(exc, auth.TransportError):
+        return RetryableFailure(f"{type(exc).__name__}: {exc}")
+    if _is_transport_failure(exc):
+        return RetryableFailure(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def _short(text: str, limit: int = 240) -> str:
+    """The first line of a server message, cut to ``limit`` characters."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _is_transport_failure(exc: BaseException) -> bool:
+    """Connection resets, timeouts, truncated or corrupt bodies: worth another attempt."""
+    import requests
+    import urllib3.exceptions
+    from google.cloud.storage.exceptions import DataCorruption
+
+    transient: tuple[type[BaseException], ...] = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.TimeoutError,
+        http.client.IncompleteRead,
+        DataCorruption,
+        ConnectionError,
+        TimeoutError,
+    )
+    try:
+        from google.resumable_media import DataCorruption as LegacyDataCorruption
+
+        transient += (LegacyDataCorruption,)
+    except ImportError:
+        pass
+    return isinstance(exc, transient)
+
+
+class GcsStore(ObjectStore):
+    """Objects in GCS buckets, read with google-cloud-storage.
+
+    Args:
+        bucket: the URL's bucket, used when a segment row's bucket is empty.
+        project: GCP project for the client (not needed for object reads).
+        anonymous: use anonymous credentials (public buckets, emulators). Automatic when
+            ``STORAGE_EMULATOR_HOST`` is set.
+        endpoint: API endpoint, e.g. an emulator's ``http://127.0.0.1:4443``.
+        credentials_file: a service-account JSON key file instead of ADC.
+        timeout: seconds per HTTP request (default 60).
+        retry_attempts: attempts per operation for transient failures (default 6).
+        retry_base_delay: first backoff ceiling in seconds (default 0.1), doubling per retry.
+        retry_max_delay: cap on one backoff sleep in seconds (default 5).
+    """
+
+    scheme = "gs"
+
+    def __init__(
+        self,
+        bucket: str = "",
+        *,
+        project: str | None = None,
+        anonymous: bool = False,
+        endpoint: str | None = None,
+        credentials_file: str | None = None,
+        timeout: float | None = None,
+        retry_attempts: int | None = None,
+        retry_base_delay: float | None = None,
+        retry_max_delay: float | None = None,
+    ) -> None:
+        if "/" in bucket:
+            raise ValueError(f"bucket must not contain '/', got {bucket!r}")
+        if timeout is not None and float(timeout) <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout!r}")
+        if anonymous and credentials_file:
+            raise ValueError("anonymous and credentials_file are mutually exclusive")
+        self.bucket = bucket
+        self.project = project or None
+        self.anonymous = bool(anonymous)
+        self.endpoint = endpoint or None
+        self.credentials_file = credentials_file or None
+        self.timeout = float(timeout) if timeout is not None else 60.0
+        retry_options = {
+            name: value
+            for name, value in (
+                ("retry_attempts", retry_attempts),
+                ("retry_base_delay", retry_base_delay),
+                ("retry_max_delay", retry_max_delay),
+            )
+            if value is not None
+        }
+        self.retry_policy = RetryPolicy.from_options(retry_options)
+        self._retries = RetryCounter()
+        self._init_clients()
+
+    def _init_clients(self) -> None:
+        # The library does not promise that one Client is safe across threads: one per thread.
+        self._local = threading.local()
+        self._clients_lock = threading.Lock()
+        self._clients: list[Any] = []
+
+    @property
+    def url(self) -> str:
+        return f"gs://{self.bucket}"
+
+    def __repr__(self) -> str:
+        endpoint = f", endpoint={self.endpoint!r}" if self.endpoint else ""
+        return f"GcsStore({self.url!r}{endpoint})"
+
+    @property
+    def retry_count(self) -> int:
+        """Retries this store instance has made (transient failures that were retried)."""
+        return self._retries.value
+
+    def stats(self) -> dict[str, int]:
+        """Counters for metrics (``retries``)."""
+        return {"retries": self._retries.value}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("_local", "_clients_lock", "_clients"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_clients()
+
+    def close(self) -> None:
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+            self._local = threading.local()
+        for client in clients:
+            client.close()
+
+    def client(self) -> Any:
+        """This thread's google-cloud-storage Client, created on first use."""
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            return client
+        from google.cloud import storage
+
+        kwargs: dict[str, Any] = {"project": self.project}
+        if self.endpoint:
+            kwargs["client_options"] = {"api_endpoint": self.endpoint}
+        if self.anonymous:
+            from google.auth.credentials import AnonymousCredentials
+
+            kwargs["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        elif self.credentials_file:
+            from google.oauth2 import service_account
+
+            from_file = service_account.Credentials.from_service_account_file
+            kwargs["credentials"] = from_file(self.credentials_file)  # type: ignore[no-untyped-call]
+        client = storage.Client(**kwargs)
+        if getattr(client, "_bucket_metadata_cache", None) is not None:
+            # google-cloud-storage >= 3.x fetches each bucket's metadata in a background thread
+            # on first use, only to label tracing spans. That is an extra request per bucket
+            # that needs storage.buckets.get (read-only accounts lack it) and races with ours;
+            # the library checks this attribute for truthiness before every such fetch.
+            client._bucket_metadata_cache = None
+        with self._clients_lock:
+            self._clients.append(client)
+        self._local.client = client
+        return client
+
+    # ----------------------------------------------------------------------------------------
+    # Calls
+    # ----------------------------------------------------------------------------------------
+
+    def _target(self, key: str, bucket: str | None) -> tuple[str, str]:
+        target = bucket or self.bucket
+        if not target:
+            raise StorageError(
+                "no bucket to read from: the segment row's bucket is empty and the store url "
+                "is gs:// without one; use gs://BUCKET",
+                key=key,
+            )
+        name = encode_key(key)
+        if not name:
+            raise UnsafeKeyError(
+                "key names no object (it is empty after normalisation)", key=key, bucket=target
+            )
+        return target, name
+
+    def _blob(self, target: str, name: str) -> Any:
+        return self.client().bucket(target).blob(name)
+
+    def _call(self, what: str, key: str, bucket: str, attempt: Callable[[], T]) -> T:
+        def one_attempt() -> T:
+            try:
+                return attempt()
+            except Exception as exc:
+                mapped = map_google_error(exc, key=key, bucket=bucket, what=what)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+
+        return call_with_retry(
+            one_attempt,
+            self.retry_policy,
+            what=what,
+            key=key,
+            bucket=bucket,
+            counter=self._retries,
+        )
+
+    def _download(self, key: str, bucket: str | None, start: int | None, end: int | None) -> bytes:
+        target, name = self._target(key, bucket)
+
+        def attempt() -> bytes:
+            data: bytes = self._blob(target, name).download_as_bytes(
+                start=start,
+                end=end,
+                raw_download=True,  # the stored bytes, never a decompressed transcoding
+                timeout=self.timeout,
+                retry=None,
+            )
+            return data
+
+        return self._call("GCS GET", key, target, attempt)
+
+    def get(self, key: str, *, bucket: str | None = None) -> bytes:
+        return self._download(key, bucket, None, None)
+
+    def get_range(self, key: str, start: int, end: int, *, bucket: str | None = None) -> bytes:
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        if end < start:
+            raise ValueError(f"end must be >= start, got start={start} end={end}")
+        if end == start:
+            self.size(
+                key, bucket=bucket
+            )  # HTTP cannot ask for zero bytes; still report a missing object
+            return b""
+        try:
+            # GCS's end is inclusive.
+            data = self._download(key, bucket, start, end - 1)
+        except _InvalidRange:
+            return b""
+        # Never hand back more than asked, whatever the server did with the Range header.
+        return data[: end - start]
+
+    def get_suffix(self, key: str, length: int, *, bucket: str | None = None) -> bytes:
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        if length == 0:
+            self.size(key, bucket=bucket)
+            return b""
+        try:
+            data = self._download(key, bucket, -length, None)
+        except _InvalidRange:
+            return b""  # a suffix of an empty object
+        return data[-length:] if len(data) > length else data
+
+    def size(self, key: str, *, bucket: str | None = None) -> int:
+        target, name = self._target(key, bucket)
+
+        def attempt() -> int:
+            blob = self.client().bucket(target).get_blob(name, timeout=self.timeout, retry=None)
+            if blob is None:
+                raise ObjectNotFoundError("GCS HEAD: object not found", key=key, bucket=target)
+            return int(blob.size)
+
+        return self._call("GCS HEAD", key, target, attempt)
+
+    def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
+        target, name = self._target(key, bucket)
+        payload = bytes(data)
+
+        def attempt() -> None:
+            self._blob(target, name).upload_from_string(
+                payload,
+                content_type="application/octet-stream",
+                timeout=self.timeout,
+                retry=None,
+            )
+
+        self._call("GCS PUT", key, target, attempt)
+
+    def delete(self, key: str, *, bucket: str | None = None) -> None:
+        target, name = self._target(key, bucket)
+
+        def attempt() -> None:
+            self._blob(target, name).delete(timeout=self.timeout, retry=None)
+
+        try:
+            self._call("GCS DELETE", key, target, attempt)
+        except ObjectNotFoundError:
+            return
