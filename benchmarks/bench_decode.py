@@ -16,6 +16,7 @@ Usage: ``python benchmarks/bench_decode.py [--records N] [--repeat 3] [--no-writ
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import pathlib
 import platform
@@ -96,20 +97,17 @@ def read_avro(path: pathlib.Path) -> int:
         return len(list(fastavro.reader(io.BufferedReader(fh))))
 
 
-def median_seconds(fn: Callable[[], int], repeat: int, expected: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        count = fn()
-        times.append(time.perf_counter() - start)
-        if count != expected:
-            raise SystemExit(f"read {count} records, expected {expected}")
-    return statistics.median(times)
+def _read_segment_with(decoder: Any, path: pathlib.Path) -> int:
+    saved = _decode.decode_records
+    _decode.decode_records = decoder
+    try:
+        return read_segment(path)
+    finally:
+        _decode.decode_records = saved
 
 
 def run(n: int, repeat: int) -> tuple[list[tuple[str, float, int]], dict[str, str]]:
     records = make_records(n)
-    rows: list[tuple[str, float, int]] = []
     with tempfile.TemporaryDirectory(prefix="streamhouse-bench-") as tmp:
         root = pathlib.Path(tmp)
         seg = root / "records.seg"
@@ -128,35 +126,42 @@ def run(n: int, repeat: int) -> tuple[list[tuple[str, float, int]], dict[str, st
             del avro
         del got, records
 
-        saved = _decode.decode_records
-        try:
-            _decode.decode_records = _decode.decode_records_py
-            rows.append(
+        readers: list[tuple[str, Callable[[], int], int]] = [
+            (
+                "streamhouse segment, LZ4, pure-Python decoder",
+                lambda: _read_segment_with(_decode.decode_records_py, seg),
+                seg.stat().st_size,
+            )
+        ]
+        if _decode.speedups_active():
+            accelerated = _decode.decode_records
+            readers.append(
                 (
-                    "streamhouse segment, LZ4, pure-Python decoder",
-                    median_seconds(lambda: read_segment(seg), repeat, n),
+                    "streamhouse segment, LZ4, C accelerator",
+                    lambda: _read_segment_with(accelerated, seg),
                     seg.stat().st_size,
                 )
             )
-            if saved is not _decode.decode_records_py:
-                _decode.decode_records = saved
-                rows.append(
-                    (
-                        "streamhouse segment, LZ4, C accelerator",
-                        median_seconds(lambda: read_segment(seg), repeat, n),
-                        seg.stat().st_size,
-                    )
-                )
-        finally:
-            _decode.decode_records = saved
         for codec, path in avro_files.items():
-            rows.append(
+            readers.append(
                 (
                     f"fastavro.reader, Avro codec {codec}",
-                    median_seconds(lambda p=path: read_avro(p), repeat, n),  # type: ignore[misc]
+                    lambda p=path: read_avro(p),  # type: ignore[misc]
                     path.stat().st_size,
                 )
             )
+        # Round-robin: each repetition times every reader once, so load from other processes
+        # on a shared machine hits all of them alike.
+        times: dict[str, list[float]] = {name: [] for name, _, _ in readers}
+        for _ in range(repeat):
+            for name, fn, _ in readers:
+                gc.collect()
+                start = time.perf_counter()
+                count = fn()
+                times[name].append(time.perf_counter() - start)
+                if count != n:
+                    raise SystemExit(f"{name}: read {count} records, expected {n}")
+        rows = [(name, statistics.median(times[name]), size) for name, _, size in readers]
     env = {
         "python": sys.version.split()[0],
         "fastavro": fastavro.__version__,
@@ -200,7 +205,7 @@ def report(rows: list[tuple[str, float, int]], env: dict[str, str], n: int, repe
         "",
         f"{n:,} records (contiguous offsets, 16-byte keys, 90-110-byte JSON-like values, "
         f"timestamps 0-3 ms apart), each file read into a list of all records; median of "
-        f"{repeat} runs, same process, same data. Python {env['python']}, fastavro "
+        f"{repeat} runs (round-robin), same process, same data. Python {env['python']}, fastavro "
         f"{env['fastavro']} (reader from `{env['fastavro_reader']}`), {env['machine']}.",
         "",
         "| reader | file bytes | seconds | records/s | fastavro-null time / this |",
