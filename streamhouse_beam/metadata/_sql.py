@@ -506,10 +506,15 @@ class SqlMetadataStore(MetadataStore):
         return self._partition_infos(topic, range(info.partition_count), None)
 
     def partition(self, topic: str, partition: int) -> PartitionInfo:
+        _check_text("topic", topic)
         _check_partition(partition)
-        info = self.get_topic(topic)
+        # Readers poll this while tailing: a partitions row (which only exists for an existing
+        # topic, by foreign key) answers in two queries; the topic is read only without one.
         found = self._partition_infos(topic, (), partition)
-        if not found and partition < info.partition_count:
+        if found:
+            return found[0]
+        info = self.get_topic(topic)
+        if partition < info.partition_count:
             found = self._partition_infos(topic, (partition,), partition)
         if not found:
             raise TopicNotFoundError(
