@@ -331,3 +331,20 @@ def test_store_pickles_without_connections_and_keeps_working(lsh: LocalStreamHou
     assert clone.organization_id == lsh.organization_id
     meta.close()
     assert meta.partition("orders", 0).high_watermark == 3  # re-opened after close()
+
+
+def test_deleted_topic_disappears_and_sqlite_keeps_its_segment_rows(
+    lsh: LocalStreamHouse, metadata_url: str
+) -> None:
+    lsh.create_topic("gone", 1)
+    lsh.append("gone", 0, [b"x"] * 3, flush=True)
+    (seg,) = lsh.metadata().segments("gone", 0)
+    lsh.delete_topic("gone")
+    meta = lsh.metadata()
+    assert meta.list_topics() == []
+    with pytest.raises(TopicNotFoundError):
+        meta.partition("gone", 0)
+    assert not lsh.store.exists(seg.key, bucket=seg.bucket)
+    # SQLite has no foreign key from segments to partitions (spec §9.3 item 13).
+    stale = meta.segments("gone", 0)
+    assert stale == ([seg] if metadata_url.startswith("sqlite:") else [])

@@ -235,6 +235,32 @@ class LocalStreamHouse:
         statements += self._partition_rows(topic, range(current, new_count), now)
         self._db._write(f"add partitions to {topic!r}", statements)
 
+    def delete_topic(self, topic: str, *, delete_objects: bool = True) -> None:
+        """Delete a topic as StreamHouse's REST handler does: its objects, then its row.
+
+        Partitions cascade. On SQLite the segment rows stay behind (no foreign key to
+        partitions, spec §9.3 item 13), so a re-created topic of the same name sees them;
+        on PostgreSQL they cascade away.
+        """
+        self._partition_count(topic)  # ValueError when missing
+        if delete_objects:
+            for p in range(self._partition_count(topic)):
+                for seg in self.segments(topic, p):
+                    self.store.delete(seg.key, bucket=seg.bucket or None)
+        self._db._write(
+            f"delete topic {topic!r}",
+            [
+                (
+                    "DELETE FROM topics WHERE organization_id = ? AND name = ?",
+                    (self._db._org_param(self.organization_id), topic),
+                )
+            ],
+        )
+        for tp in [tp for tp in self._next_offset if tp[0] == topic]:
+            del self._next_offset[tp]
+        for tp in [tp for tp in self._buffers if tp[0] == topic]:
+            del self._buffers[tp]
+
     def _partition_rows(
         self, topic: str, ids: Iterable[int], now: int
     ) -> list[tuple[str, Sequence[Any]]]:
