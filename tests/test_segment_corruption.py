@@ -332,6 +332,13 @@ def test_varint_longer_than_ten_bytes_is_corrupt() -> None:
         decode_records_py(block, 0, 0, False, None, 64)
 
 
+def test_ten_continuation_bytes_at_the_end_are_corrupt_nine_are_truncated() -> None:
+    with pytest.raises(CorruptSegmentError, match="varint longer than 10 bytes at block byte 0"):
+        decode_records_py(b"\x80" * 10, 0, 0, False, None, 64)
+    with pytest.raises(TruncatedSegmentError, match="offset delta needs bytes up to block byte 10"):
+        decode_records_py(b"\x80" * 9, 0, 0, False, None, 64)
+
+
 def test_ten_byte_varint_is_accepted_and_wraps_like_streamhouse() -> None:
     # offset delta zigzag = 2**64 - 2 (ten bytes) -> i64 2**63 - 1.
     ten = b"\xfe" + b"\xff" * 8 + b"\x01"

@@ -23,18 +23,26 @@ Contract of ``decode_records(data, first_offset, first_timestamp, legacy, key, p
 - ``key`` (``str | None``) and ``position`` (``int``, file position of the block) only feed
   errors; both end up on the raised exception as ``.key`` / ``.position``
   (``SegmentError(message, key=key, position=position)``).
-- Errors (from ``streamhouse_beam.errors``), nothing else ever escapes:
+- Errors (from ``streamhouse_beam.errors``); nothing else ever escapes. Records are decoded
+  in order and the first problem met raises; the fields of a record are examined in the
+  order offset delta, timestamp delta, key length, key, value length, value:
 
-  - ``CorruptSegmentError`` when a varint has more than 10 bytes (the 10th byte still has the
-    continuation bit). Message: ``"varint longer than 10 bytes at block byte {i}"`` where
-    ``i`` is the in-block position of the varint's first byte.
-  - ``TruncatedSegmentError`` when ``data`` ends inside a record (inside a varint, the key or
-    the value). Message: ``"record at block byte {i} is truncated: {field} needs bytes up to
-    block byte {need}, block has {n}"``, ``i`` the in-block position of the record's first
-    byte, ``field`` one of ``offset delta``, ``timestamp delta``, ``key length``, ``key``,
-    ``value length``, ``value``.
+  - ``CorruptSegmentError`` when a varint's first 10 bytes all carry the continuation bit
+    (checked before running out of data, so 10 such bytes at the very end are "corrupt", 9
+    are "truncated"). Message: ``"varint longer than 10 bytes at block byte {s}"``, ``s`` the
+    in-block position of the varint's first byte.
+  - ``TruncatedSegmentError`` when ``data`` ends inside a record. Message:
+    ``"record at block byte {r} is truncated: {field} needs bytes up to block byte {need},
+    block has {n}"`` with ``r`` the in-block position of the record's first byte, ``n =
+    len(data)``, ``field`` one of ``offset delta``, ``timestamp delta``, ``key length``,
+    ``key``, ``value length``, ``value``; for a varint field ``need = n + 1``, for ``key`` /
+    ``value`` ``need`` = the field's first in-block byte + its declared length (an exact
+    Python int, possibly far beyond ``n``).
 
-  A 10-byte varint's bits above bit 63 are dropped (as StreamHouse's decoder does).
+  The exception's ``str()`` is the message followed by `` (segment '{key}', byte
+  {position})`` as :class:`~streamhouse_beam.errors.SegmentError` formats it. A 10-byte
+  varint's bits above bit 63 are dropped (as StreamHouse's decoder does); that applies to
+  deltas and lengths alike.
 """
 
 from __future__ import annotations
