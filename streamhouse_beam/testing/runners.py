@@ -1,0 +1,329 @@
+"""Real Beam runners for tests and examples: Flink (embedded), Prism and the portable job service.
+
+``.ci/fetch-runners`` (``make runners``) puts Beam's Flink job server and a Prism binary into a
+per-user cache (``~/.cache/streamhouse-beam``, or ``$STREAMHOUSE_BEAM_CACHE``). This module
+finds them and builds the pipeline options that run a pipeline on each runner in this process's
+own Python (``--environment_type=LOOPBACK``), so the DoFns run against the same installed
+``streamhouse_beam`` and can read local files and SQLite databases::
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    with beam.Pipeline(options=PipelineOptions(flink_pipeline_args(streaming=True))) as p:
+        ...
+
+    with PortableJobService() as service:
+        options = PipelineOptions(portable_pipeline_args(service.endpoint))
+
+Missing runners raise :class:`RunnerNotInstalledError` saying which command installs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+__all__ = [
+    "FlinkJobServer",
+    "PortableJobService",
+    "RunnerNotInstalledError",
+    "cache_dir",
+    "flink_job_server",
+    "flink_job_server_jar",
+    "flink_pipeline_args",
+    "portable_pipeline_args",
+    "prism_binary",
+    "prism_pipeline_args",
+]
+
+_LOOPBACK = "127.0.0.1"
+_FETCH_HINT = "run `make runners` (or `bash .ci/fetch-runners`) to fetch it"
+
+
+class RunnerNotInstalledError(FileNotFoundError):
+    """A runner's binary or jar is not in the cache; the message says how to fetch it."""
+
+
+def cache_dir() -> pathlib.Path:
+    """Where ``.ci/fetch-runners`` keeps the runners: ``$STREAMHOUSE_BEAM_CACHE`` or the default."""
+    configured = os.environ.get("STREAMHOUSE_BEAM_CACHE")
+    if configured:
+        return pathlib.Path(configured).expanduser()
+    return pathlib.Path.home() / ".cache" / "streamhouse-beam"
+
+
+@dataclasses.dataclass(frozen=True)
+class FlinkJobServer:
+    """The Flink job server jar and the Flink/Beam pairing it was fetched for.
+
+    Attributes:
+        jar: path passed as ``--flink_job_server_jar``.
+        flink_version: the Flink version it embeds, e.g. ``"1.19"``.
+        beam_version: the Beam (Java) release it comes from, e.g. ``"2.62.0"``.
+        kind: ``"shaded"`` (Beam's published job-server jar), ``"assembled"`` (a launcher jar
+            over the unshaded runner and its dependencies) or ``"given"`` (a user's jar).
+    """
+
+    jar: pathlib.Path
+    flink_version: str
+    beam_version: str
+    kind: str
+
+
+def _read_env_file(path: pathlib.Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def flink_job_server() -> FlinkJobServer:
+    """The cached Flink job server.
+
+    Raises:
+        RunnerNotInstalledError: when ``.ci/fetch-runners`` has not fetched one.
+    """
+    env_path = cache_dir() / "flink-job-server.env"
+    if not env_path.is_file():
+        raise RunnerNotInstalledError(f"no Flink job server recorded in {env_path}; {_FETCH_HINT}")
+    values = _read_env_file(env_path)
+    jar = pathlib.Path(values.get("jar", ""))
+    if not values.get("jar") or not jar.is_file():
+        raise RunnerNotInstalledError(
+            f"{env_path} names the Flink job server {str(jar)!r}, which does not exist; "
+            f"{_FETCH_HINT}"
+        )
+    return FlinkJobServer(
+        jar=jar,
+        flink_version=values.get("flink_version", ""),
+        beam_version=values.get("beam_version", ""),
+        kind=values.get("kind", ""),
+    )
+
+
+def flink_job_server_jar() -> str:
+    """Path of the cached Flink job server jar, for ``--flink_job_server_jar``."""
+    return str(flink_job_server().jar)
+
+
+def prism_binary() -> str:
+    """Path of the cached Prism binary, for ``--prism_location``.
+
+    Raises:
+        RunnerNotInstalledError: when ``.ci/fetch-runners`` has not built one.
+    """
+    path = cache_dir() / "prism" / "prism"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise RunnerNotInstalledError(f"no Prism binary at {path}; {_FETCH_HINT}")
+    return str(path)
+
+
+def _common_args(
+    *,
+    streaming: bool,
+    extra: Sequence[str],
+) -> list[str]:
+    args = ["--environment_type=LOOPBACK"]
+    if streaming:
+        args.append("--streaming")
+    args.extend(extra)
+    return args
+
+
+def flink_pipeline_args(
+    *,
+    streaming: bool = False,
+    checkpointing_interval_ms: int | None = None,
+    parallelism: int | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """Pipeline options that run on an embedded Flink cluster started by the job server.
+
+    Args:
+        streaming: run in streaming mode (needed for unbounded reads).
+        checkpointing_interval_ms: enable Flink checkpoints this often (Flink finalizes
+            bundles, and so commits offsets, when a checkpoint completes).
+        parallelism: Flink's default parallelism (None: the job server's default, 1 here).
+        extra: more options appended as they are.
+
+    Raises:
+        RunnerNotInstalledError: when the job server has not been fetched.
+        ValueError: when a number is not positive.
+    """
+    if checkpointing_interval_ms is not None and checkpointing_interval_ms < 1:
+        raise ValueError(
+            f"checkpointing_interval_ms must be >= 1, got {checkpointing_interval_ms!r}"
+        )
+    if parallelism is not None and parallelism < 1:
+        raise ValueError(f"parallelism must be >= 1, got {parallelism!r}")
+    server = flink_job_server()
+    args = [
+        "--runner=FlinkRunner",
+        "--flink_master=[local]",
+        f"--flink_job_server_jar={server.jar}",
+    ]
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+    # --flink_version only picks a jar to download; ours is given, but keep the option honest.
+    if server.flink_version in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS:
+        args.append(f"--flink_version={server.flink_version}")
+    if checkpointing_interval_ms is not None:
+        args.append(f"--checkpointing_interval={checkpointing_interval_ms}")
+    if parallelism is not None:
+        args.append(f"--parallelism={parallelism}")
+    return args + _common_args(streaming=streaming, extra=extra)
+
+
+def prism_pipeline_args(*, streaming: bool = False, extra: Sequence[str] = ()) -> list[str]:
+    """Pipeline options that run on a Prism started from the cached binary.
+
+    Args:
+        streaming: run in streaming mode.
+        extra: more options appended as they are.
+
+    Raises:
+        RunnerNotInstalledError: when Prism has not been built.
+    """
+    args = ["--runner=PrismRunner", f"--prism_location={prism_binary()}"]
+    return args + _common_args(streaming=streaming, extra=extra)
+
+
+def portable_pipeline_args(
+    job_endpoint: str, *, streaming: bool = False, extra: Sequence[str] = ()
+) -> list[str]:
+    """Pipeline options that submit to a portable job service at ``job_endpoint``.
+
+    Args:
+        job_endpoint: ``host:port`` of the job service (see :class:`PortableJobService`), or
+            ``"embed"`` for Beam's in-process job service.
+        streaming: run in streaming mode.
+        extra: more options appended as they are.
+    """
+    if not job_endpoint:
+        raise ValueError("job_endpoint must be 'host:port' or 'embed', got an empty string")
+    args = ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}"]
+    return args + _common_args(streaming=streaming, extra=extra)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class PortableJobService:
+    """Beam's local (Python) job service as a child process on a free loopback port.
+
+    It serves the Job API that ``PortableRunner`` submits to, and runs each job with Beam's
+    portable FnApiRunner talking to the SDK harness over gRPC (LOOPBACK: this process).
+
+    Args:
+        startup_timeout: seconds to wait for the port to accept connections.
+        python: the interpreter to run it with (default: this one).
+    """
+
+    def __init__(self, *, startup_timeout: float = 60.0, python: str | None = None) -> None:
+        if startup_timeout <= 0:
+            raise ValueError(f"startup_timeout must be > 0, got {startup_timeout!r}")
+        self.startup_timeout = startup_timeout
+        self.python = python or sys.executable
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._log_path: pathlib.Path | None = None
+        self._staging: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:PORT``, for ``--job_endpoint``."""
+        return f"{_LOOPBACK}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the child process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines the job service wrote."""
+        if self._log_path is None or not self._log_path.exists():
+            return "(no log)"
+        text = self._log_path.read_bytes().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    def start(self) -> PortableJobService:
+        """Start the job service and wait until its port accepts connections."""
+        if self.running:
+            return self
+        self.port = _free_port()
+        self._staging = tempfile.TemporaryDirectory(prefix="streamhouse-job-service-")
+        fd, name = tempfile.mkstemp(prefix="streamhouse-job-service-", suffix=".log")
+        os.close(fd)
+        self._log_path = pathlib.Path(name)
+        self._log = open(self._log_path, "wb")  # noqa: SIM115 - lives as long as the child
+        self._proc = subprocess.Popen(
+            [
+                self.python,
+                "-m",
+                "apache_beam.runners.portability.local_job_service_main",
+                f"--port={self.port}",
+                f"--staging_dir={self._staging.name}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError(f"the job service exited with code {code}; log tail:\n{tail}")
+            with contextlib.suppress(OSError), socket.create_connection((_LOOPBACK, self.port), 1):
+                return self
+            if time.monotonic() > deadline:
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError(
+                    f"the job service did not listen on {self.endpoint} within "
+                    f"{self.startup_timeout:.0f} s; log tail:\n{tail}"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop the job service (terminate, then kill after 10 s) and remove its files."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._log_path is not None:
+            with contextlib.suppress(OSError):
+                self._log_path.unlink()
+            self._log_path = None
+        if self._staging is not None:
+            self._staging.cleanup()
+            self._staging = None
+
+    def __enter__(self) -> PortableJobService:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
