@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -177,6 +178,8 @@ class PostgresServer:
                     "host all all 127.0.0.1/32 trust\n"
                 )
             self.port = _free_port()
+            # pg_ctl detaches the server: make sure an interrupted test run does not leave it.
+            atexit.register(self.stop)
             self._pg_ctl_start()
             self._create_roles()
         else:
