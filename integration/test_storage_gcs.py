@@ -4,6 +4,7 @@ and retries through a fault-injecting proxy."""
 from __future__ import annotations
 
 import pickle
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -213,3 +214,13 @@ def test_reads_send_only_object_requests(gcs_emulator: GcsEmulator) -> None:
         paths = [line.split("?")[0] for line, _fault in proxy.history]
         assert all("/o" in path for path in paths), paths
         assert len(paths) == 3
+
+
+def test_gcs_emulator_starts_answers_and_stops() -> None:
+    with GcsEmulator() as server:
+        assert server.running
+        assert server.env()["STORAGE_EMULATOR_HOST"] == server.endpoint
+        with urllib.request.urlopen(server.endpoint + "/", timeout=5) as response:
+            assert response.read() == b"OK"
+        server.wipe()
+    assert not server.running

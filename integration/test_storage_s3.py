@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import pickle
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -78,6 +79,18 @@ class TestS3StoreContract(StoreContract):
 
 
 # ------------------------------------------------------------------------------ settings
+
+
+def test_moto_server_starts_answers_and_stops() -> None:
+    with MotoServer() as server:
+        assert server.running
+        assert server.endpoint_url.startswith("http://127.0.0.1:")
+        assert server.env()["AWS_ENDPOINT_URL"] == server.endpoint_url
+        server.reset()
+        url = server.endpoint_url
+    assert not server.running
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/moto-api/", timeout=2)
 
 
 def test_aws_endpoint_url_from_the_environment_is_used(

@@ -337,8 +337,11 @@ class GcsStore(ObjectStore):
             data = self._download(key, bucket, start, end - 1)
         except _InvalidRange:
             return b""
-        # Never hand back more than asked, whatever the server did with the Range header.
-        return data[: end - start]
+        if len(data) > end - start:
+            # A range-honouring server never sends more than asked: this one ignored the
+            # Range header and sent the whole object.
+            return data[start:end]
+        return data
 
     def get_suffix(self, key: str, length: int, *, bucket: str | None = None) -> bytes:
         if length < 0:

@@ -5,7 +5,7 @@ until it answers HTTP, and stop it again (``stop()`` or leaving the ``with`` blo
 server does not come up in time, the error includes the tail of its log::
 
     with MotoServer() as s3, GcsEmulator() as gcs:
-        store = open_store("s3://bucket", {"endpoint_url": s3.endpoint_url, **s3.credentials()})
+        store = open_store("s3://bucket", s3.credentials())
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class _ChildServer:
         return "/"
 
     def _child_env(self) -> dict[str, str]:
-        return dict(os.environ)
+        # Unbuffered, so the log tail in a start error shows what the server last said.
+        return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     @property
     def base_url(self) -> str:
@@ -104,7 +105,10 @@ class _ChildServer:
                 return self
             except ServerStartError as err:
                 last_error = err
+                exited = not self.running
                 self.stop()
+                if not exited:
+                    break  # alive but silent: another port will not help
         assert last_error is not None
         raise last_error
 
