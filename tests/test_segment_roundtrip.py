@@ -91,6 +91,34 @@ def test_random_records_round_trip_from_every_start_offset(
     _check_every_start(reader, expected)
 
 
+big_values = st.builds(
+    lambda pattern, size: (pattern * (size // len(pattern) + 1))[:size],
+    st.binary(min_size=1, max_size=64),
+    st.integers(min_value=1 << 20, max_value=3 << 20),
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.one_of(big_values, values), min_size=1, max_size=5),
+    compression=st.sampled_from([Compression.NONE, Compression.LZ4]),
+    start=st.one_of(st.just(0), u64),
+)
+def test_multi_mib_values_round_trip_across_block_boundaries(
+    sizes: list[bytes], compression: Compression, start: int
+) -> None:
+    records = [
+        (offset, offset * 7 & U64_MASK, b"k%d" % i if i % 2 else None, value)
+        for i, (offset, value) in enumerate(
+            zip(range(start, start + len(sizes)), sizes, strict=True)
+        )
+        if offset <= U64_MASK
+    ]
+    reader = SegmentReader(write_segment(records, compression))
+    assert reader.read_all() == records
+    _check_every_start(reader, records)
+
+
 @settings(max_examples=60, deadline=None)
 @given(records=record_lists(max_records=40), target=st.sampled_from([1, 13, 200]))
 def test_legacy_block_boundaries_decode_to_the_same_records(
