@@ -55,6 +55,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
+    "DEFAULT_PREFETCH_WORKERS",
     "CacheLease",
     "CacheStats",
     "SegmentCache",
@@ -65,6 +66,10 @@ _LOG = logging.getLogger(__name__)
 
 #: Default in-memory budget of a cache: 256 MiB.
 DEFAULT_CACHE_BYTES = 256 << 20
+#: Default prefetch threads. Downloads are I/O bound and the pool starts threads only when
+#: work is queued, so this is sized for a worker that starts many partitions at once: with
+#: fewer threads than partitions, first segments arrive in ceil(partitions / threads) waves.
+DEFAULT_PREFETCH_WORKERS = 16
 
 Fetch = Callable[[], bytes]
 PrefetchItem = tuple[Hashable, Fetch, "int | None"]
@@ -202,7 +207,8 @@ class SegmentCache:
 
     Args:
         max_bytes: in-memory budget in bytes (default 256 MiB).
-        prefetch_workers: threads of the prefetch pool; 0 disables :meth:`prefetch`.
+        prefetch_workers: threads of the prefetch pool (default 16); 0 disables
+            :meth:`prefetch`.
         spill_dir: directory for the optional on-disk spill; ``None`` disables it.
         spill_max_bytes: bound of the spill directory in bytes; defaults to ``4 * max_bytes``.
 
@@ -214,7 +220,7 @@ class SegmentCache:
         self,
         max_bytes: int = DEFAULT_CACHE_BYTES,
         *,
-        prefetch_workers: int = 4,
+        prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
         spill_dir: str | os.PathLike[str] | None = None,
         spill_max_bytes: int | None = None,
     ) -> None:
@@ -740,7 +746,7 @@ if hasattr(os, "register_at_fork"):
 
 def get_worker_cache(
     max_bytes: int = DEFAULT_CACHE_BYTES,
-    prefetch_workers: int = 4,
+    prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
     spill_dir: str | os.PathLike[str] | None = None,
     spill_max_bytes: int | None = None,
 ) -> SegmentCache:

@@ -38,6 +38,7 @@ def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[Ob
     else:
         mem = open_store(f"memory://reader-test-{next(_NAMES)}")
         yield mem
+        mem.clear()  # type: ignore[attr-defined]
         mem.clear(bucket="streamhouse")  # type: ignore[attr-defined]
 
 
