@@ -121,6 +121,12 @@ class PostgresMetadataStore(SqlMetadataStore):
                     autocommit=True,
                     connect_timeout=max(1, round(self._connect_timeout)),
                     application_name="streamhouse-beam",
+                    # A worker must notice a silently dead server (network partition) in about
+                    # a minute rather than after the OS default of two hours.
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
                 )
             except psycopg.Error as exc:
                 raise self._map(exc, "connect", connecting=True) from exc
