@@ -224,3 +224,14 @@ def test_gcs_emulator_starts_answers_and_stops() -> None:
             assert response.read() == b"OK"
         server.wipe()
     assert not server.running
+
+
+def test_used_store_survives_beams_own_pickler(gcs_emulator: GcsEmulator) -> None:
+    from apache_beam.internal import pickler
+
+    bucket = _new_bucket(gcs_emulator)
+    store = open_store(f"gs://{bucket}", _options(gcs_emulator.endpoint))
+    store.put("k", b"beam")
+    assert store.get("k") == b"beam"  # thread-local clients exist now
+    copy = pickler.loads(pickler.dumps(store))
+    assert copy.get_suffix("k", 2) == b"am"

@@ -322,3 +322,14 @@ def test_pickled_copy_gets_a_fresh_client_and_retry_count(
     assert copy._client is None
     assert copy.retry_count == 0
     assert copy.get_range("data/t/0/x.seg", 0, 4) == bytes(range(4))
+
+
+def test_used_store_survives_beams_own_pickler(moto_server: MotoServer) -> None:
+    from apache_beam.internal import pickler
+
+    bucket = _new_bucket(moto_server)
+    store = open_store(f"s3://{bucket}", _options(moto_server))
+    store.put("k", b"beam")
+    assert store.get("k") == b"beam"  # a live client and lock exist now
+    copy = pickler.loads(pickler.dumps(store))
+    assert copy.get_suffix("k", 2) == b"am"

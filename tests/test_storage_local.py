@@ -154,3 +154,25 @@ def test_credentials_in_a_url_are_refused_without_echoing_them() -> None:
     with pytest.raises(ValueError) as info:
         open_store("s3://AKIA:supersecret@bucket")
     assert "supersecret" not in str(info.value)
+
+
+def test_readers_never_see_a_partly_written_object(store: LocalFileStore) -> None:
+    import threading
+
+    versions = [bytes([i]) * 200_000 for i in range(1, 6)]
+    store.put("data/t/0/x.seg", versions[0])
+    stop = threading.Event()
+    seen: set[bytes] = set()
+
+    def read() -> None:
+        while not stop.is_set():
+            data = store.get("data/t/0/x.seg")
+            seen.add(data[:1] + data[-1:] + len(data).to_bytes(4, "big"))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for version in versions * 4:
+        store.put("data/t/0/x.seg", version)
+    stop.set()
+    reader.join()
+    assert seen <= {v[:1] + v[-1:] + len(v).to_bytes(4, "big") for v in versions}
