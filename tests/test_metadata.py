@@ -348,3 +348,21 @@ def test_deleted_topic_disappears_and_sqlite_keeps_its_segment_rows(
     # SQLite has no foreign key from segments to partitions (spec §9.3 item 13).
     stale = meta.segments("gone", 0)
     assert stale == ([seg] if metadata_url.startswith("sqlite:") else [])
+
+
+def test_one_store_serves_several_threads(lsh: LocalStreamHouse) -> None:
+    import concurrent.futures
+
+    lsh.create_topic("orders", 4)
+    for p in range(4):
+        lsh.append("orders", p, [b"x"] * (p + 1), flush=True)
+    meta = lsh.metadata()
+
+    def work(p: int) -> tuple[int, int]:
+        ends = {meta.partition("orders", p).high_watermark for _ in range(20)}
+        segs = meta.segments("orders", p)
+        return ends.pop(), len(segs)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, [0, 1, 2, 3] * 3))
+    assert results == [(p + 1, 1) for p in [0, 1, 2, 3] * 3]
