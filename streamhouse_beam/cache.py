@@ -158,17 +158,28 @@ class CacheLease:
         key: the cache key.
         hit: the get was served without starting a download.
         prefetched: the get was the first to use an entry a prefetch downloaded.
+        waited: seconds the get spent waiting for a download (its own, or one in flight that
+            it joined); 0.0 when the bytes were already in memory.
     """
 
-    __slots__ = ("_cache", "_entry", "_released", "hit", "key", "prefetched")
+    __slots__ = ("_cache", "_entry", "_released", "hit", "key", "prefetched", "waited")
 
-    def __init__(self, cache: SegmentCache, entry: _Entry, *, hit: bool, prefetched: bool) -> None:
+    def __init__(
+        self,
+        cache: SegmentCache,
+        entry: _Entry,
+        *,
+        hit: bool,
+        prefetched: bool,
+        waited: float = 0.0,
+    ) -> None:
         self._cache = cache
         self._entry = entry
         self._released = False
         self.key = entry.key
         self.hit = hit
         self.prefetched = prefetched
+        self.waited = waited
 
     @property
     def data(self) -> bytes:
@@ -360,7 +371,9 @@ class SegmentCache:
                             entry.prefetched = False
                             self._counts["prefetch_hits"] += 1
                         self._counts["hits"] += 1
-                        return CacheLease(self, entry, hit=True, prefetched=first_use)
+                        return CacheLease(
+                            self, entry, hit=True, prefetched=first_use, waited=waited
+                        )
                 if flight.prefetch and not retried_prefetch:
                     # A failed background prefetch must not fail the read: fetch ourselves,
                     # so the caller sees its own error (or success) instead.
@@ -528,17 +541,18 @@ class SegmentCache:
                     self._counts["stall_seconds"] += time.perf_counter() - started
                 self._finish_flight(key, flight, None, exc, prefetched=False)
                 raise
+        waited = 0.0 if from_spill else time.perf_counter() - started
         with self._lock:
             if from_spill:
                 self._counts["hits"] += 1
                 self._counts["spill_hits"] += 1
             else:
                 self._counts["misses"] += 1
-                self._counts["stall_seconds"] += time.perf_counter() - started
+                self._counts["stall_seconds"] += waited
                 self._counts["bytes_downloaded"] += len(data)
         entry = self._finish_flight(key, flight, data, None, prefetched=False)
         assert entry is not None
-        return CacheLease(self, entry, hit=from_spill, prefetched=False)
+        return CacheLease(self, entry, hit=from_spill, prefetched=False, waited=waited)
 
     def _run_prefetch(self, key: Hashable, flight: _Flight, fetch: Fetch) -> None:
         try:

@@ -18,7 +18,9 @@ StreamHouse's own reader (spec §5.1, §9.4):
 * **Exact prefetch.** Once this read has consumed ``prefetch_threshold`` of the current
   segment's offsets, the next ``prefetch_segments`` segments *of the metadata list* are handed to
   the cache's background prefetch (StreamHouse guesses ``base + 10000`` and caches under a key it
-  never looks up). Cache keys are ``(store url, bucket, s3_key, created_at)``, so an object
+  never looks up). When a prefetched segment is still downloading as the read reaches it, the
+  look-ahead doubles (up to ``max_prefetch_segments``): a consumer faster than one round
+  trip per segment needs several downloads in flight. Cache keys are ``(store url, bucket, s3_key, created_at)``, so an object
   re-written under the same key is never served stale.
 * **Range reads** (``ReadOptions.range_reads``): a read that starts inside a segment that is not
   cached fetches the footer, header and index, then only the blocks it needs. The CRC-32 covers
@@ -81,6 +83,9 @@ class ReadOptions:
         prefetch_threshold: fraction of the current segment's offsets consumed after which the
             next segments are prefetched (StreamHouse's 80 %).
         prefetch_segments: how many following segments to prefetch; 0 disables prefetch.
+        max_prefetch_segments: the look-ahead doubles, up to this many segments, each time a
+            read still has to wait for a segment that was prefetched (the consumer is
+            faster than one download); the cache's budget bounds it in any case.
         on_missing_segment: ``"fail"`` raises :class:`DataLossError` for a segment object that
             no longer exists; ``"skip"`` skips its offsets and reports them in ``lost_ranges``.
         range_reads: start inside an uncached segment with ranged GETs (footer, index, blocks)
@@ -92,6 +97,7 @@ class ReadOptions:
     verify_crc: bool = True
     prefetch_threshold: float = 0.8
     prefetch_segments: int = 2
+    max_prefetch_segments: int = 8
     on_missing_segment: MissingPolicy = "fail"
     range_reads: bool = False
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
@@ -105,6 +111,10 @@ class ReadOptions:
         if not isinstance(self.prefetch_segments, int) or self.prefetch_segments < 0:
             raise ValueError(
                 f"prefetch_segments must be an int >= 0, got {self.prefetch_segments!r}"
+            )
+        if not isinstance(self.max_prefetch_segments, int) or self.max_prefetch_segments < 0:
+            raise ValueError(
+                f"max_prefetch_segments must be an int >= 0, got {self.max_prefetch_segments!r}"
             )
         if self.on_missing_segment not in ("fail", "skip"):
             raise ValueError(
@@ -265,6 +275,8 @@ class PartitionReader:
         self._holder: list[_OpenSegment | None] = [None]
         self._finalizer = weakref.finalize(self, _release_lease, self._holder)
         self._logged_lost: set[tuple[int, int]] = set()
+        self._depth = options.prefetch_segments
+        self._max_depth = max(options.prefetch_segments, options.max_prefetch_segments)
 
     def __repr__(self) -> str:
         return f"PartitionReader({self.topic!r}, {self.partition}, store={self._store_url!r})"
@@ -403,6 +415,17 @@ class PartitionReader:
             self._fetcher(seg),
             seg.size_bytes if seg.size_bytes > 0 else 0,
         )
+
+    def refresh_metadata(self, from_offset: int = 0) -> None:
+        """Re-read the readable end, then the segment list from ``from_offset``.
+
+        Useful before :meth:`estimate_bytes` in a process that has not read yet (a restriction
+        provider): one partition query and one segment query.
+        """
+        if not isinstance(from_offset, int) or from_offset < 0:
+            raise ValueError(f"from_offset must be an int >= 0, got {from_offset!r}")
+        self._refresh_end()
+        self._load_list(from_offset)
 
     def segments(self) -> list[SegmentInfo]:
         """The segment list this reader currently holds (a copy, for diagnostics and tests)."""
@@ -556,6 +579,10 @@ class PartitionReader:
                 tally.bytes_fetched += lease.size
             if lease.prefetched:
                 tally.prefetch_hits += 1
+                if lease.waited > 0.0 and self._depth:
+                    # The prefetch was issued but had not landed (the get joined it in
+                    # flight): look further ahead.
+                    self._depth = min(self._depth * 2, self._max_depth)
             try:
                 reader = SegmentReader(
                     lease.data,
@@ -713,7 +740,7 @@ class PartitionReader:
         return cur
 
     def _maybe_prefetch(self, opened: _OpenSegment, cur: int, limit: int, tally: _Tally) -> None:
-        if opened.prefetched or self.options.prefetch_segments == 0:
+        if opened.prefetched or self._depth == 0:
             return
         seg = opened.segment
         span = seg.end_offset - seg.base_offset + 1
@@ -723,7 +750,7 @@ class PartitionReader:
         i = bisect.bisect_right(self._bases, seg.end_offset)
         items: list[tuple[Hashable, Callable[[], bytes], int | None]] = []
         for nxt in self._segments[i:]:
-            if len(items) >= self.options.prefetch_segments or nxt.base_offset >= limit:
+            if len(items) >= self._depth or nxt.base_offset >= limit:
                 break
             key = segment_cache_key(self.store, nxt)
             if key == opened.cache_key:

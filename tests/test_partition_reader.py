@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import pathlib
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -430,6 +431,9 @@ def test_estimate_bytes_prorates_known_segments(tmp_path: pathlib.Path, store: O
         segs[0].size_bytes / 2 + segs[1].size_bytes / 2
     )
     assert reader.estimate_bytes(150, 150) == 0.0
+    other = make_reader(lsh)
+    other.refresh_metadata(100)
+    assert other.estimate_bytes(0, 200) == pytest.approx(segs[1].size_bytes)
 
 
 def test_first_segment_fetch_names_the_segment_a_read_needs(
@@ -487,3 +491,76 @@ def test_invalid_arguments_are_named(tmp_path: pathlib.Path, store: ObjectStore)
         ReadOptions(prefetch_threshold=1.5)
     with pytest.raises(ValueError, match="on_missing_segment"):
         ReadOptions(on_missing_segment="ignore")  # type: ignore[arg-type]
+
+
+class GatedStore(ObjectStore):
+    """Passes reads through, except that a GET of a gated key waits for its Event."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.scheme = inner.scheme
+        self.gates: dict[str, threading.Event] = {}
+
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    def get(self, key: str, *, bucket: str | None = None) -> bytes:
+        if key in self.gates:
+            assert self.gates[key].wait(10)
+        return self.inner.get(key, bucket=bucket)
+
+    def get_range(self, key: str, start: int, end: int, *, bucket: str | None = None) -> bytes:
+        return self.inner.get_range(key, start, end, bucket=bucket)
+
+    def get_suffix(self, key: str, length: int, *, bucket: str | None = None) -> bytes:
+        return self.inner.get_suffix(key, length, bucket=bucket)
+
+    def size(self, key: str, *, bucket: str | None = None) -> int:
+        return self.inner.size(key, bucket=bucket)
+
+    def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
+        self.inner.put(key, data, bucket=bucket)
+
+    def delete(self, key: str, *, bucket: str | None = None) -> None:
+        self.inner.delete(key, bucket=bucket)
+
+
+def test_prefetch_look_ahead_doubles_when_a_read_catches_up_with_it(
+    tmp_path: pathlib.Path, store: ObjectStore
+) -> None:
+    lsh = make_lsh(tmp_path, store, segment_max_records=10)
+    lsh.create_topic("t", partitions=1)
+    lsh.append("t", 0, [rec(o)[3] for o in range(80)], flush=True)
+    segs = lsh.segments("t", 0)
+    gated = GatedStore(lsh.store)
+    gate = gated.gates.setdefault(segs[1].key, threading.Event())
+    cache = SegmentCache(64 << 20)
+    reader = PartitionReader(
+        lsh.metadata(),
+        gated,
+        cache,
+        "t",
+        0,
+        ReadOptions(prefetch_segments=1, max_prefetch_segments=4, prefetch_threshold=0.5),
+    )
+    first = reader.read(0, None, 10)
+    assert first.prefetches == 1  # segment 1, held at the gate
+    key1 = segment_cache_key(gated, segs[1])
+    batches: list[object] = []
+    thread = threading.Thread(target=lambda: batches.append(reader.read(10, None, 5)))
+    thread.start()
+    for _ in range(2000):  # until the read has joined the prefetch in flight
+        flight = cache._flights.get(key1)
+        if flight is not None and flight.waiters == 1:
+            break
+        threading.Event().wait(0.005)
+    gate.set()
+    thread.join(10)
+    assert reader._depth == 2
+    (caught_up,) = batches
+    assert caught_up.prefetch_hits == 1  # type: ignore[attr-defined]
+    assert caught_up.prefetches == 2  # type: ignore[attr-defined]  # segments 2 and 3
+    for seg in segs[2:4]:
+        key = segment_cache_key(gated, seg)
+        assert cache.contains(key) or cache.in_flight(key)
