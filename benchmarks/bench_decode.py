@@ -174,26 +174,29 @@ def run(n: int, repeat: int) -> tuple[list[tuple[str, float, int]], dict[str, st
 _NOTES = [
     "## Profile and what was tried",
     "",
-    "cProfile of `SegmentReader.read_all()` over 1M such records (before tuning the loop): "
-    "~81% of the time in the per-record loop of `decode_records_py`, ~2% in "
-    "`lz4.block.decompress` (115 blocks), ~4% in `list.append`, the rest building/extending "
-    "the result list. CRC-32 and slicing the blocks out of the buffer do not register. So the "
-    "only lever is the per-record bytecode count. Measured on 300k records (ns per record, "
-    "best of 5):",
+    "cProfile of `SegmentReader.read_all()` over 1M such records: ~81% of the time in the "
+    "per-record loop of `decode_records_py`, ~2% in `lz4.block.decompress` (115 blocks), ~4% "
+    "in `list.append`, the rest building/extending the result list. CRC-32 and slicing the "
+    "blocks out of the buffer do not register, so the only lever is the bytecode count per "
+    "record. Loop variants, CPU ns per record (min of 15 interleaved runs over 200k records; "
+    "shapes: A = this benchmark, B = values 200-1000 B (2-byte length), C = timestamps "
+    "100-5000 ms apart (2-byte delta), D = C with 200-1000 B values and no key):",
     "",
-    "- general per-field varint reader (one call per varint): far slower; kept only as the "
-    "fallback for multi-byte varints and for each block's first record (which carries the "
-    "legacy §1.9 rule);",
-    "- fast path: one-byte offset delta, timestamp delta and key length checked together, "
-    "zigzag by tuple lookup, value length inline for 1 and 2 bytes: **~370 ns** (kept);",
-    "- `(a | b | c) < 0x80` instead of three comparisons: ~372-386 ns, no gain (dropped);",
-    "- skipping the u64 wrap mask while offsets stay inside a safe window: slower (~760 ns) "
-    "because the window excludes small offsets, the common case (dropped);",
-    "- an extra inline branch for one-byte value lengths that appends directly: no gain (dropped).",
+    "| variant | A | B | C | D |",
+    "|---|---:|---:|---:|---:|",
+    "| fast path when the offset delta, timestamp delta and key length are all one byte, "
+    "else a per-record function call | 355 | 415 | 747 | 826 |",
+    "| **every field inline, one-byte varints first, 2-byte timestamp delta and value length "
+    "inline, a call only for longer varints (kept)** | 359 | 421 | 399 | 452 |",
+    "| both: the all-one-byte test first, then the per-field path | 363 | 410 | 445 | 493 |",
     "",
-    "Truncation is detected without per-record bounds checks: an `IndexError` while reading "
-    "the fixed fields, or the end position overshooting the block after the loop, is turned "
-    "into a `TruncatedSegmentError` naming the record's block byte.",
+    "Dropped earlier: `(a | b | c) < 0x80` in place of three comparisons (no gain); skipping "
+    "the u64 wrap mask while offsets stay inside a safe window (2x slower: the window "
+    "excludes small offsets, the common case); one varint-reader call per field (several "
+    "times slower). The first record of each block goes through the general decoder since it "
+    "carries the legacy §1.9 rule. Truncation costs nothing per record: an `IndexError` "
+    "while reading the fixed fields, or the end position overshooting the block after the "
+    "loop, becomes a `TruncatedSegmentError` naming the record's block byte.",
     "",
 ]
 

@@ -203,6 +203,7 @@ def decode_records_py(
     append = out.append
     zz = _ZIGZAG1
     mask = U64_MASK
+    read_uvarint = _read_uvarint
     off = first_offset
     ts = first_timestamp
     pos = 0
@@ -213,39 +214,52 @@ def decode_records_py(
         off = (off - 1 + od) & mask if legacy and od else (off + od) & mask
         ts = (ts + td) & mask
         append((off, ts, k, v))
+        # Every field inline, one-byte varints first: a call per record (or per varint in
+        # the common shapes) would cost more than the decoding itself.
         while pos < n:
             a = d[pos]
-            b = d[pos + 1]
-            c = d[pos + 2]
-            if a < 0x80 and b < 0x80 and c < 0x80:
-                # Common shape: one-byte deltas and key length.
+            if a < 0x80:
                 off = (off + zz[a]) & mask
-                ts = (ts + zz[b]) & mask
-                i = pos + 3
-                if c:
-                    j = i + c
-                    k = d[i:j]
-                else:
-                    k = None
-                    j = i
-                vl = d[j]
-                if vl < 0x80:
-                    j += 1
-                else:
-                    vl2 = d[j + 1]
-                    if vl2 < 0x80:
-                        vl = (vl & 0x7F) | (vl2 << 7)
-                        j += 2
-                    else:
-                        vl, j = _read_uvarint(d, j)
-                pos = j + vl
-                append((off, ts, k, d[j:pos]))
+                i = pos + 1
             else:
-                od, td, k, v, nxt = _decode_record_slow(d, pos)
-                off = (off + od) & mask
-                ts = (ts + td) & mask
-                pos = nxt
-                append((off, ts, k, v))
+                u, i = read_uvarint(d, pos)
+                off = (off + ((u >> 1) ^ -(u & 1))) & mask
+            b = d[i]
+            if b < 0x80:
+                ts = (ts + zz[b]) & mask
+                i += 1
+            else:
+                # Timestamps more than 63 ms apart take two bytes: common enough to inline.
+                b2 = d[i + 1]
+                if b2 < 0x80:
+                    u = (b & 0x7F) | (b2 << 7)
+                    i += 2
+                else:
+                    u, i = read_uvarint(d, i)
+                ts = (ts + ((u >> 1) ^ -(u & 1))) & mask
+            c = d[i]
+            if c < 0x80:
+                i += 1
+            else:
+                c, i = read_uvarint(d, i)
+            if c:
+                j = i + c
+                k = d[i:j]
+            else:
+                k = None
+                j = i
+            vl = d[j]
+            if vl < 0x80:
+                j += 1
+            else:
+                vl2 = d[j + 1]
+                if vl2 < 0x80:
+                    vl = (vl & 0x7F) | (vl2 << 7)
+                    j += 2
+                else:
+                    vl, j = read_uvarint(d, j)
+            pos = j + vl
+            append((off, ts, k, d[j:pos]))
     except (IndexError, OverflowError, EOFError):
         raise _record_error(d, pos, key, position) from None
     if pos != n:
