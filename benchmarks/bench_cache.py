@@ -152,7 +152,8 @@ def bench_sequential(workdir: pathlib.Path, quick: bool) -> dict[str, Any]:
     modes = {
         "off": (0, 0),
         "next 2 segments, fixed": (2, 2),
-        "next 2, growing to 8 (default)": (2, 8),
+        "next 2, growing to 8": (2, 8),
+        "next 2, growing to 16 (default)": (2, 16),
     }
     for work_us in (0.0, 10.0):
         row: dict[str, Any] = {}
@@ -346,7 +347,7 @@ def report(seq: dict[str, Any], cold: dict[str, Any], rss: dict[str, Any]) -> st
         "milliseconds, far less than one 20 ms round trip, so with a fixed look-ahead of 2 "
         "segments part of each download is still waited for. The default look-ahead starts at "
         "2 and doubles each time a read reaches a prefetched segment that is still "
-        "downloading (up to `max_prefetch_segments` = 8), which keeps enough downloads in "
+        "downloading (up to `max_prefetch_segments`, default 16), which keeps enough downloads in "
         "flight for a consumer that fast. With per-record work like a pipeline's (10 us) two "
         "segments of look-ahead already suffice. The stall that remains is mostly the first "
         "segment's successor, requested at 80 % of the first.",

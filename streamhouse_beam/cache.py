@@ -555,6 +555,11 @@ class SegmentCache:
         return CacheLease(self, entry, hit=from_spill, prefetched=False, waited=waited)
 
     def _run_prefetch(self, key: Hashable, flight: _Flight, fetch: Fetch) -> None:
+        # An evicted entry still in the spill directory comes back from disk, not the network.
+        spilled = self._read_spill(key)
+        if spilled is not None:
+            self._finish_flight(key, flight, spilled, None, prefetched=True)
+            return
         try:
             data = _as_bytes(fetch(), key)
         except BaseException as exc:

@@ -97,7 +97,7 @@ class ReadOptions:
     verify_crc: bool = True
     prefetch_threshold: float = 0.8
     prefetch_segments: int = 2
-    max_prefetch_segments: int = 8
+    max_prefetch_segments: int = 16
     on_missing_segment: MissingPolicy = "fail"
     range_reads: bool = False
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES

@@ -326,6 +326,18 @@ def test_evicted_entries_spill_to_disk_and_are_read_back(tmp_path: os.PathLike[s
     assert os.listdir(tmp_path) == []
 
 
+def test_prefetch_reads_a_spilled_entry_from_disk(tmp_path: os.PathLike[str]) -> None:
+    src = Source({"a": 60, "b": 60})
+    cache = SegmentCache(100, spill_dir=tmp_path)
+    cache.get("a", src.fetch("a")).release()
+    cache.get("b", src.fetch("b")).release()  # a goes to disk
+    assert cache.prefetch([("a", src.fetch("a"), 60)]) == 1
+    wait_idle(cache, "a")
+    assert cache.contains("a")
+    assert src.calls == {"a": 1, "b": 1}
+    assert cache.stats().bytes_downloaded == 120
+
+
 def test_spill_directory_is_bounded(tmp_path: os.PathLike[str]) -> None:
     src = Source({k: 60 for k in "abcd"})
     cache = SegmentCache(100, spill_dir=tmp_path, spill_max_bytes=130)
