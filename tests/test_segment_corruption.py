@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from conftest import FIXTURE_SEGMENTS
 from streamhouse_beam.errors import (
     ChecksumMismatchError,
     CorruptSegmentError,
@@ -53,6 +54,18 @@ def _segment(compression: Compression) -> bytes:
     return write_segment(RECORDS, compression, block_size_target=20)
 
 
+# Exhaustive subjects: our own three-block segments and two small StreamHouse-written fixtures.
+SUBJECTS = ["own_none", "own_lz4", "keys_empty_absent_lz4", "single_none"]
+
+
+def _subject(name: str) -> bytes:
+    if name == "own_none":
+        return _segment(Compression.NONE)
+    if name == "own_lz4":
+        return _segment(Compression.LZ4)
+    return (FIXTURE_SEGMENTS / f"{name}.seg").read_bytes()
+
+
 def _refresh_crc(data: bytearray) -> bytes:
     """Recompute the footer CRC so a deliberate change gets past the checksum."""
     struct.pack_into(">I", data, len(data) - FOOTER_SIZE + 8, zlib.crc32(data[:-FOOTER_SIZE]))
@@ -92,11 +105,11 @@ def test_the_corruption_subject_has_several_blocks() -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("compression", [Compression.NONE, Compression.LZ4])
+@pytest.mark.parametrize("subject", SUBJECTS)
 def test_every_byte_flip_fails_with_a_named_error_when_the_crc_is_checked(
-    compression: Compression,
+    subject: str,
 ) -> None:
-    original = _segment(compression)
+    original = _subject(subject)
     expected = _read(original, verify_crc=True)
     footer = len(original) - FOOTER_SIZE
     for pos in range(len(original)):
@@ -113,11 +126,11 @@ def test_every_byte_flip_fails_with_a_named_error_when_the_crc_is_checked(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("compression", [Compression.NONE, Compression.LZ4])
+@pytest.mark.parametrize("subject", SUBJECTS)
 def test_every_byte_flip_without_crc_gives_a_named_error_or_valid_records(
-    compression: Compression,
+    subject: str,
 ) -> None:
-    original = _segment(compression)
+    original = _subject(subject)
     outcomes: dict[str, int] = {}
     for pos in range(len(original)):
         for mask in (0x01, 0x02, 0x10, 0x80, 0xFF):
@@ -152,11 +165,9 @@ def test_structural_flips_without_crc_are_still_caught(compression: Compression)
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("verify_crc", [True, False])
-@pytest.mark.parametrize("compression", [Compression.NONE, Compression.LZ4])
-def test_every_truncation_fails_with_a_named_error(
-    compression: Compression, verify_crc: bool
-) -> None:
-    original = _segment(compression)
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_every_truncation_fails_with_a_named_error(subject: str, verify_crc: bool) -> None:
+    original = _subject(subject)
     for length in range(len(original)):
         with pytest.raises(SegmentError) as info:
             _read(original[:length], verify_crc=verify_crc)
