@@ -187,3 +187,90 @@ def test_postgres_down_past_the_budget_is_a_named_error(
         postgres_server.start()
     assert len(store.segments(TOPIC, 0)) == 3
     store.close()
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL restarted in the middle of a streaming Beam read
+# --------------------------------------------------------------------------------------------
+
+
+class _FileSink:
+    """Appends ``(partition, offset, value)`` of each record to a file, flushed per record."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, record: Any) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(f"{record.partition}\t{record.offset}\t{record.value.decode()}\n")
+
+
+def _lines(path: pathlib.Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_streaming_read_survives_a_postgres_restart_with_exact_output(
+    postgres_server: Any, postgres_url: str, tmp_path: pathlib.Path
+) -> None:
+    import time
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from streamhouse_beam.beam import ReadFromStreamHouse
+
+    store_name = f"pg-restart-{tmp_path.name}"
+    before, after = 40, 30
+    with LocalStreamHouse(postgres_url, MemoryStore(store_name), segment_max_records=10) as house:
+        house.create_schema()
+        house.create_topic(TOPIC, partitions=2)
+        for p in (0, 1):
+            house.append(TOPIC, p, [f"p{p}-{i}" for i in range(before // 2)], flush=True)
+
+        out = tmp_path / "out.tsv"
+        pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+        _ = (
+            pipeline
+            | ReadFromStreamHouse(
+                TOPIC,
+                metadata_url=postgres_url,
+                storage_url=f"memory://{store_name}",
+                metadata_options={"retry_attempts": 40, "retry_max_delay": 0.5},
+                max_records=before + after,
+                max_poll_records=5,
+                poll_interval=0.2,
+            )
+            | beam.Map(_FileSink(str(out)))
+        )
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                pipeline.run().wait_until_finish()
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 120
+        while len(_lines(out)) < before and time.monotonic() < deadline and runner.is_alive():
+            time.sleep(0.05)
+        assert len(_lines(out)) == before, errors
+        # Caught up and polling: take the database away under it, then bring it back.
+        postgres_server.restart(down_seconds=1.0)
+        for p in (0, 1):
+            house.append(
+                TOPIC,
+                p,
+                [f"p{p}-{i}" for i in range(before // 2, (before + after) // 2)],
+                flush=True,
+            )
+        runner.join(timeout=180)
+        assert not runner.is_alive(), "the streaming read did not finish after the restart"
+        assert errors == []
+
+    got = sorted(_lines(out))
+    expected = sorted(f"{p}\t{i}\tp{p}-{i}" for p in (0, 1) for i in range((before + after) // 2))
+    assert got == expected
