@@ -1,0 +1,677 @@
+"""The splittable DoFns that read StreamHouse partitions, and the partition discovery DoFns.
+
+:class:`ReadPartitionsFn` is its own :class:`~apache_beam.transforms.core.RestrictionProvider`
+(as Beam's ``io/watch.py``): one element per partition (:class:`PartitionDescriptor`), one
+:class:`PartitionRestriction` per element, resolved from the start/stop positions on the
+worker when the read is planned. Each ``process()`` call
+
+1. stops at once when the transform's ``max_records`` budget is spent (claims the range's end);
+2. on a partition that was caught up at its previous poll, sleeps until ``poll_interval`` has
+   passed since then (FnApiRunner resumes deferred residuals at once; runners that honour the
+   deferral delay never sleep here), bounded by ``poll_interval``;
+3. reads up to ``max_poll_records`` records with :class:`PartitionReader` **before** claiming
+   anything, so a slow read never holds the tracker's lock during a split request;
+4. claims each record's offset (offsets may jump over compacted gaps) and emits it with its
+   record timestamp as event time; a failed claim means a split took the rest: stop;
+5. claims the last offset the read scanned past (gaps, lost ranges), ends a bounded range by
+   claiming its stop, and otherwise checkpoints with ``defer_remainder()`` — at once when more
+   is readable, after ``poll_interval`` when caught up (and advances an idle watermark).
+
+With ``commit_offsets_group`` each call registers a bundle-finalization callback that commits
+the next offset to read for its partition once the runner has durably committed the bundle.
+
+Discovery: :class:`DiscoverPartitionsFn` lists the partitions of each topic when the pipeline
+starts. For a tailing read it adds one :class:`NewPartitionsDescriptor` per topic: that element's
+restriction re-lists the topic every ``partition_discovery_interval`` and reads every partition
+created since, from its earliest offset, with exactly-once claims (see
+:class:`~streamhouse_beam.beam.restriction.NewPartitionsTracker`). Discovery is part of the read
+stage rather than an upstream watching stage because runners such as FnApiRunner start a stage
+only once its upstream stages are finished, which an endless watcher never is.
+
+:class:`TailPartitionsFn` is the same DoFn marked ``unbounded_per_element`` (tailing reads make
+the output PCollection unbounded, which puts Dataflow in streaming mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Hashable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from streamhouse_beam.beam.coders import (
+    DeadLetterRecord,
+    StreamHouseRow,
+    StreamHouseTextRow,
+)
+from streamhouse_beam.beam.descriptors import (
+    NewPartitionsDescriptor,
+    PartitionDescriptor,
+    ReadConfig,
+    RecordBudget,
+    WorkerResources,
+    budget_for,
+    worker_resources,
+)
+from streamhouse_beam.beam.restriction import (
+    NewPartitionsRestriction,
+    NewPartitionsTracker,
+    PartitionRestriction,
+    PartitionRestrictionCoder,
+    PartitionRestrictionTracker,
+)
+from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
+from streamhouse_beam.errors import DecodeError
+from streamhouse_beam.partition_reader import PartitionReader, ReadBatch
+from streamhouse_beam.records import StreamHouseRecord, TopicPartition
+
+__all__ = [
+    "DEAD_LETTER_TAG",
+    "DiscoverPartitionsFn",
+    "ReadPartitionsFn",
+    "TailPartitionsFn",
+]
+
+_LOG = logging.getLogger(__name__)
+
+#: The tag of the dead-letter output.
+DEAD_LETTER_TAG = "dead_letter"
+#: The metrics namespace.
+NAMESPACE = "streamhouse"
+#: At most this many other partitions get their first segment prefetched at a bundle's start.
+_BUNDLE_PREFETCH_PARTITIONS = 64
+
+# Process-wide: when each (transform run, partition) last found nothing new, so a resumed
+# caught-up restriction waits out the poll interval even on runners that resume at once.
+_LAST_EMPTY_POLL: dict[tuple[str, Hashable], float] = {}
+# Process-wide: the latest known read position of each partition of each transform run, used
+# to prefetch the first segment of every partition when a bundle starts.
+_POSITIONS: dict[str, dict[TopicPartition, int]] = {}
+# Process-wide: the highest offset committed per (group, partition), so commits never regress.
+_COMMITTED: dict[tuple[str, str, TopicPartition], int] = {}
+_STATE_LOCK = threading.Lock()
+
+
+def _pace(key: tuple[str, Hashable], interval: float) -> None:
+    """Sleep until ``interval`` has passed since ``key`` last found nothing (bounded)."""
+    with _STATE_LOCK:
+        last = _LAST_EMPTY_POLL.get(key)
+    if last is None:
+        return
+    wait = interval - (time.monotonic() - last)
+    if wait > 0:
+        time.sleep(min(wait, interval))
+
+
+def _note_empty_poll(key: tuple[str, Hashable], empty: bool) -> None:
+    with _STATE_LOCK:
+        if empty:
+            _LAST_EMPTY_POLL[key] = time.monotonic()
+        else:
+            _LAST_EMPTY_POLL.pop(key, None)
+
+
+def _note_position(run_id: str, tp: TopicPartition, offset: int) -> None:
+    with _STATE_LOCK:
+        _POSITIONS.setdefault(run_id, {})[tp] = offset
+
+
+class _PartitionView:
+    """Adapts a reader and the metadata store to :class:`~streamhouse_beam.positions.PartitionView`."""
+
+    def __init__(self, reader: PartitionReader, resources: WorkerResources, tp: TopicPartition):
+        self._reader = reader
+        self._resources = resources
+        self._tp = tp
+
+    def earliest_offset(self) -> int:
+        return self._reader.earliest_offset()
+
+    def readable_end(self) -> int:
+        return self._reader.readable_end(refresh=True)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int:
+        return self._reader.offset_for_timestamp(timestamp_ms)
+
+    def committed_offset(self, group_id: str) -> int | None:
+        return self._resources.metadata.committed_offset(
+            group_id, self._tp.topic, self._tp.partition
+        )
+
+
+def _finish(tracker: Any) -> None:
+    """End the restriction here: claiming its stop is refused and leaves nothing unclaimed."""
+    tracker.try_claim(tracker.current_restriction().stop)
+
+
+class _Committer:
+    """Bundle-finalization callback committing one partition's next offset (never regressing)."""
+
+    def __init__(self, resources: WorkerResources, group: str, tp: TopicPartition, offset: int):
+        self.resources = resources
+        self.group = group
+        self.tp = tp
+        self.offset = offset
+
+    def __call__(self) -> None:
+        key = (self.resources.metadata.url, self.group, self.tp)
+        with _STATE_LOCK:
+            if _COMMITTED.get(key, -1) >= self.offset:
+                return
+        metadata = self.resources.metadata
+        current = metadata.committed_offset(self.group, self.tp.topic, self.tp.partition)
+        if current is not None and current >= self.offset:
+            return
+        metadata.commit_offsets(self.group, {self.tp: self.offset})
+        with _STATE_LOCK:
+            if _COMMITTED.get(key, -1) < self.offset:
+                _COMMITTED[key] = self.offset
+
+
+class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
+    """Reads one partition range per element; see the module docstring.
+
+    Args:
+        config: the validated read configuration.
+    """
+
+    def __init__(self, config: ReadConfig) -> None:
+        self.config = config
+        self._reset()
+
+    def _reset(self) -> None:
+        self._resources: WorkerResources | None = None
+        self._readers: dict[TopicPartition, PartitionReader] = {}
+        self._sizers: dict[TopicPartition, PartitionReader] = {}
+        self._sizer_lock = threading.Lock()
+        self._budget: RecordBudget | None = None
+        self._bundle_prefetched = False
+        self._metrics: dict[str, Any] | None = None
+        self._gauges: dict[TopicPartition, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Clients, readers, locks and metric handles are rebuilt lazily after unpickling.
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+        self._reset()
+
+    # ------------------------------------------------------------------ shared resources
+
+    def _res(self) -> WorkerResources:
+        if self._resources is None:
+            self._resources = worker_resources(self.config)
+            self._budget = budget_for(self.config)
+        return self._resources
+
+    def _new_reader(self, tp: TopicPartition) -> PartitionReader:
+        res = self._res()
+        return PartitionReader(
+            res.metadata, res.store, res.cache, tp.topic, tp.partition, self.config.read_options
+        )
+
+    def _reader(self, tp: TopicPartition) -> PartitionReader:
+        reader = self._readers.get(tp)
+        if reader is None:
+            reader = self._readers[tp] = self._new_reader(tp)
+        return reader
+
+    # ------------------------------------------------------------------ RestrictionProvider
+
+    def initial_restriction(
+        self, element: PartitionDescriptor | NewPartitionsDescriptor
+    ) -> PartitionRestriction | NewPartitionsRestriction:
+        if isinstance(element, NewPartitionsDescriptor):
+            return NewPartitionsRestriction(element.first_partition)
+        tp = element.topic_partition
+        reader = self._reader(tp)
+        view = _PartitionView(reader, self._res(), tp)
+        start = element.start.resolve(tp, view)
+        _note_position(self.config.run_id, tp, start)
+        if element.stop is None:
+            return PartitionRestriction.open_ended(start)
+        stop = element.stop.resolve(tp, view, start)
+        if stop.offset is None:
+            return PartitionRestriction.open_ended(start)
+        return PartitionRestriction(start, stop.offset)
+
+    def create_tracker(
+        self, restriction: PartitionRestriction | NewPartitionsRestriction
+    ) -> PartitionRestrictionTracker | NewPartitionsTracker:
+        if isinstance(restriction, NewPartitionsRestriction):
+            return NewPartitionsTracker(restriction)
+        return PartitionRestrictionTracker(restriction)
+
+    def split(
+        self, element: PartitionDescriptor, restriction: PartitionRestriction
+    ) -> Iterator[PartitionRestriction]:
+        # One restriction per partition; runners split big bounded ranges dynamically.
+        yield restriction
+
+    def restriction_size(
+        self, element: PartitionDescriptor, restriction: PartitionRestriction
+    ) -> float:
+        """Remaining bytes, prorated from segment sizes the sizing reader already knows."""
+        if isinstance(restriction, NewPartitionsRestriction):
+            return 0.0 if restriction.done else 1.0
+        tp = element.topic_partition
+        with self._sizer_lock:
+            sizer = self._sizers.get(tp)
+            if sizer is None:
+                sizer = self._sizers[tp] = self._new_reader(tp)
+                # One metadata query per partition and worker loads the segment list.
+                sizer.first_segment_fetch(restriction.start)
+            stop = restriction.stop
+            if restriction.unbounded:
+                stop = sizer.readable_end(refresh=False)
+            size = sizer.estimate_bytes(restriction.start, stop)
+        # Zero would let runners drop the restriction from their accounting; keep it visible.
+        return max(size, 1.0)
+
+    def truncate(
+        self, element: PartitionDescriptor, restriction: PartitionRestriction
+    ) -> PartitionRestriction | None:
+        # On drain, a bounded range is finished; an open-ended read has nothing left to do.
+        if isinstance(restriction, NewPartitionsRestriction) or restriction.unbounded:
+            return None
+        return restriction
+
+    def restriction_coder(self) -> PartitionRestrictionCoder:
+        return PartitionRestrictionCoder()
+
+    # ------------------------------------------------------------------ DoFn lifecycle
+
+    def setup(self) -> None:
+        self._res()
+        self._metrics = {
+            name: Metrics.counter(NAMESPACE, name)
+            for name in (
+                "records_read",
+                "bytes_read",
+                "decode_errors",
+                "segment_cache_hits",
+                "segment_cache_misses",
+                "segments_prefetched",
+                "prefetch_hits",
+                "lost_ranges",
+                "polls",
+                "empty_polls",
+            )
+        }
+
+    def start_bundle(self) -> None:
+        self._bundle_prefetched = False
+
+    def teardown(self) -> None:
+        for reader in list(self._readers.values()) + list(self._sizers.values()):
+            reader.close()
+        self._readers.clear()
+        self._sizers.clear()
+
+    def _prefetch_bundle(self, current: TopicPartition) -> None:
+        """Prefetch the first segment of every other partition this worker knows about."""
+        self._bundle_prefetched = True
+        with _STATE_LOCK:
+            positions = dict(_POSITIONS.get(self.config.run_id, {}))
+        positions.pop(current, None)
+        items = []
+        for tp, offset in list(positions.items())[:_BUNDLE_PREFETCH_PARTITIONS]:
+            try:
+                item = self._reader(tp).first_segment_fetch(offset)
+            except Exception as exc:  # a failure here resurfaces, named, on the real read
+                _LOG.debug("first-segment prefetch of %s skipped: %s", tp, exc)
+                continue
+            if item is not None:
+                items.append(item)
+        if items:
+            self._res().cache.prefetch(items)
+
+    def _gauge(self, tp: TopicPartition) -> Any:
+        gauge = self._gauges.get(tp)
+        if gauge is None:
+            gauge = self._gauges[tp] = Metrics.gauge(
+                NAMESPACE, f"backlog_records/{tp.topic}/{tp.partition}"
+            )
+        return gauge
+
+    def _count(self, batch: ReadBatch) -> None:
+        m = self._metrics
+        if m is None:
+            return
+        m["polls"].inc()
+        if batch.bytes_read:
+            m["bytes_read"].inc(batch.bytes_read)
+        if batch.cache_hits:
+            m["segment_cache_hits"].inc(batch.cache_hits)
+        if batch.cache_misses:
+            m["segment_cache_misses"].inc(batch.cache_misses)
+        if batch.prefetches:
+            m["segments_prefetched"].inc(batch.prefetches)
+        if batch.prefetch_hits:
+            m["prefetch_hits"].inc(batch.prefetch_hits)
+        if batch.lost_ranges:
+            m["lost_ranges"].inc(len(batch.lost_ranges))
+
+    # ------------------------------------------------------------------ process
+
+    def _outputs(
+        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]], tracker: Any
+    ) -> tuple[list[Any], int | None, int, bool]:
+        """Claim and convert ``records``.
+
+        Returns:
+            ``(outputs, last claimed offset or None, records claimed, split)``; ``split`` is
+            True when a claim was refused because a split took the rest of the range.
+        """
+        config = self.config
+        decoder = config.decoder
+        identity = decoder.identity
+        topic, partition = tp
+        try_claim = tracker.try_claim
+        out: list[Any] = []
+        append = out.append
+        last: int | None = None
+        as_rows = config.output == "rows"
+        row_type = StreamHouseTextRow if decoder.name == "utf-8" else StreamHouseRow
+        claimed = 0
+        for offset, ts, key, raw in records:
+            if not try_claim(offset):
+                return out, last, claimed, True
+            last = offset
+            claimed += 1
+            event_time = Timestamp(micros=ts * 1000)
+            if identity:
+                value: object = raw
+            else:
+                try:
+                    value = decoder.decode_record(
+                        raw, topic=topic, partition=partition, offset=offset
+                    )
+                except DecodeError as exc:
+                    if self._metrics is not None:
+                        self._metrics["decode_errors"].inc()
+                    if not config.dead_letter:
+                        raise
+                    append(
+                        beam.pvalue.TaggedOutput(
+                            DEAD_LETTER_TAG,
+                            beam.window.TimestampedValue(
+                                DeadLetterRecord(
+                                    topic, partition, offset, ts, key, raw, exc.reason
+                                ),
+                                event_time,
+                            ),
+                        )
+                    )
+                    continue
+            if as_rows:
+                element: Any = row_type(topic, partition, offset, ts, key, value)  # type: ignore[arg-type]
+            else:
+                element = StreamHouseRecord(topic, partition, offset, ts, key, value)
+            append(beam.window.TimestampedValue(element, event_time))
+        return out, last, claimed, False
+
+    def process(
+        self,
+        element: PartitionDescriptor,
+        bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
+        tracker: Any = beam.DoFn.RestrictionParam(),
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
+            PartitionWatermarkEstimatorProvider()
+        ),
+    ) -> Iterator[Any]:
+        if isinstance(element, NewPartitionsDescriptor):
+            yield from self._process_new_partitions(
+                element, bundle_finalizer, tracker, watermark_estimator
+            )
+            return
+        config = self.config
+        tp = element.topic_partition
+        restriction: PartitionRestriction = tracker.current_restriction()
+        start = restriction.start
+        res = self._res()
+        budget = self._budget
+
+        if budget is not None and budget.exhausted:
+            _finish(tracker)
+            return
+        if not self._bundle_prefetched:
+            self._prefetch_bundle(tp)
+        _pace((config.run_id, tp), config.poll_interval)
+
+        # Poll before claiming: the read may be slow and must not hold the tracker's lock.
+        stop = None if restriction.unbounded else restriction.stop
+        if stop is not None and start >= stop:
+            _finish(tracker)
+            return
+        batch = self._reader(tp).read(start, stop, config.max_poll_records)
+        self._count(batch)
+        records = batch.records
+        for lost in batch.lost_ranges:
+            _LOG.warning("%s: offsets %d..%d were lost (segment object missing)", tp, *lost)
+
+        ended = False
+        # A timestamp stop on an open-ended read: end before the first record reaching it.
+        if restriction.unbounded and element.stop is not None and element.stop.kind == "timestamp":
+            limit_ts = element.stop.timestamp_ms
+            assert limit_ts is not None
+            for i, rec in enumerate(records):
+                if rec[1] >= limit_ts:
+                    records = records[:i]
+                    ended = True
+                    break
+        granted = len(records)
+        if budget is not None and records:
+            granted = budget.take(len(records))
+            if granted < len(records):
+                records = records[:granted]
+                ended = True
+
+        outputs, last, claimed, split = self._outputs(tp, records, tracker)
+        if budget is not None and split:
+            budget.give_back(granted - claimed)
+        if self._metrics is not None and claimed:
+            self._metrics["records_read"].inc(claimed)
+        yield from outputs
+
+        if split:
+            self._after(element, tp, res, bundle_finalizer, last, start, batch)
+            return
+        if ended:
+            _finish(tracker)
+            self._after(element, tp, res, bundle_finalizer, last, start, batch)
+            return
+
+        next_offset = batch.next_offset
+        current_stop = tracker.current_restriction().stop
+        scanned_to = last
+        if next_offset >= current_stop:
+            _finish(tracker)  # the bounded range is done (splits may have shortened it)
+            scanned_to = current_stop - 1
+        elif next_offset - 1 > (start - 1 if last is None else last):
+            # Offsets the read scanned past hold no record (gaps, a lost range): claim them so a
+            # checkpoint resumes after them instead of scanning them again.
+            if not tracker.try_claim(next_offset - 1):
+                self._after(element, tp, res, bundle_finalizer, last, start, batch)
+                return
+            scanned_to = next_offset - 1
+        self._after(element, tp, res, bundle_finalizer, scanned_to, start, batch)
+        if next_offset >= current_stop:
+            return
+
+        caught_up = not batch.records and next_offset >= batch.readable_end
+        _note_empty_poll((config.run_id, tp), caught_up)
+        if caught_up:
+            if self._metrics is not None:
+                self._metrics["empty_polls"].inc()
+            watermark_estimator.advance_idle(Timestamp.now(), Duration.of(config.max_delay_seconds))
+            tracker.defer_remainder(Duration.of(config.poll_interval))
+        else:
+            tracker.defer_remainder()
+
+    def _process_new_partitions(
+        self,
+        element: NewPartitionsDescriptor,
+        bundle_finalizer: Any,
+        tracker: Any,
+        watermark_estimator: Any,
+    ) -> Iterator[Any]:
+        """Discover partitions created after launch and read them from their earliest offset."""
+        config = self.config
+        budget = self._budget
+        restriction: NewPartitionsRestriction = tracker.current_restriction()
+        if budget is not None and budget.exhausted:
+            tracker.try_claim(("end",))
+            return
+        res = self._res()
+        key = (config.run_id, ("new", element.topic))
+        _pace(key, config.poll_interval)
+        with _STATE_LOCK:
+            last_listing = _LAST_EMPTY_POLL.get((config.run_id, ("listing", element.topic)))
+        now = time.monotonic()
+        if last_listing is None or now - last_listing >= config.partition_discovery_interval:
+            with _STATE_LOCK:
+                _LAST_EMPTY_POLL[(config.run_id, ("listing", element.topic))] = now
+            count = len(res.metadata.partitions(element.topic))
+            for partition in range(restriction.next_partition, count):
+                tp = TopicPartition(element.topic, partition)
+                earliest = self._reader(tp).earliest_offset()
+                if not tracker.try_claim(("partition", partition, earliest)):
+                    return
+                _LOG.info("%s: new partition discovered, reading from offset %d", tp, earliest)
+        positions = dict(tracker.current_restriction().positions)
+        remaining = config.max_poll_records
+        caught_up = True
+        for partition, offset in positions.items():
+            if remaining <= 0:
+                caught_up = False
+                break
+            tp = TopicPartition(element.topic, partition)
+            batch = self._reader(tp).read(offset, None, remaining)
+            self._count(batch)
+            records = batch.records
+            if budget is not None and records:
+                granted = budget.take(len(records))
+                records = records[:granted]
+            out: list[Any] = []
+            last: int | None = None
+            for rec in records:
+                if not tracker.try_claim(("offset", partition, rec[0])):
+                    return
+                last = rec[0]
+                out.extend(self._convert(tp, rec))
+            if self._metrics is not None and records:
+                self._metrics["records_read"].inc(len(records))
+            yield from out
+            remaining -= len(records)
+            if budget is not None and budget.exhausted:
+                self._after(element, tp, res, bundle_finalizer, last, offset, batch)
+                tracker.try_claim(("end",))
+                return
+            if len(records) == len(batch.records) and batch.next_offset - 1 > (
+                offset - 1 if last is None else last
+            ):
+                tracker.try_claim(("offset", partition, batch.next_offset - 1))
+                last = batch.next_offset - 1
+            self._after(element, tp, res, bundle_finalizer, last, offset, batch)
+            if batch.records or batch.next_offset < batch.readable_end:
+                caught_up = False
+        _note_empty_poll(key, caught_up)
+        if caught_up:
+            watermark_estimator.advance_idle(Timestamp.now(), Duration.of(config.max_delay_seconds))
+            tracker.defer_remainder(Duration.of(config.poll_interval))
+        else:
+            tracker.defer_remainder()
+
+    def _convert(self, tp: TopicPartition, rec: tuple[int, int, bytes | None, bytes]) -> list[Any]:
+        """One record's outputs (no claim): the record, or its dead-letter entry."""
+        config = self.config
+        offset, ts, key, raw = rec
+        event_time = Timestamp(micros=ts * 1000)
+        try:
+            value = config.decoder.decode_record(
+                raw, topic=tp.topic, partition=tp.partition, offset=offset
+            )
+        except DecodeError as exc:
+            if self._metrics is not None:
+                self._metrics["decode_errors"].inc()
+            if not config.dead_letter:
+                raise
+            return [
+                beam.pvalue.TaggedOutput(
+                    DEAD_LETTER_TAG,
+                    beam.window.TimestampedValue(
+                        DeadLetterRecord(tp.topic, tp.partition, offset, ts, key, raw, exc.reason),
+                        event_time,
+                    ),
+                )
+            ]
+        if config.output == "rows":
+            row_type = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
+            element: Any = row_type(tp.topic, tp.partition, offset, ts, key, value)  # type: ignore[arg-type]
+        else:
+            element = StreamHouseRecord(tp.topic, tp.partition, offset, ts, key, value)
+        return [beam.window.TimestampedValue(element, event_time)]
+
+    def _after(
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
+        tp: TopicPartition,
+        res: WorkerResources,
+        bundle_finalizer: Any,
+        last_done: int | None,
+        start: int,
+        batch: ReadBatch,
+    ) -> None:
+        """Book-keeping after a poll: position, backlog gauge, offset commit."""
+        position = start if last_done is None else last_done + 1
+        _note_position(self.config.run_id, tp, position)
+        self._gauge(tp).set(max(0, batch.readable_end - position))
+        group = self.config.commit_offsets_group
+        if group is not None and last_done is not None:
+            bundle_finalizer.register(_Committer(res, group, tp, position))
+
+
+class DiscoverPartitionsFn(beam.DoFn):  # type: ignore[misc]
+    """Emits one :class:`PartitionDescriptor` per existing partition of each input topic.
+
+    For a tailing read with partition discovery it also emits one
+    :class:`NewPartitionsDescriptor` per topic for the partitions created later.
+    """
+
+    def __init__(self, config: ReadConfig, start: Any, stop: Any) -> None:
+        self.config = config
+        self.start = start
+        self.stop = stop
+
+    def process(self, topic: str) -> Iterator[PartitionDescriptor | NewPartitionsDescriptor]:
+        metadata = worker_resources(self.config).metadata
+        partitions = metadata.partitions(topic)
+        for info in partitions:
+            yield PartitionDescriptor(topic, info.partition, self.start, self.stop)
+        if self.stop is None and self.config.partition_discovery_interval > 0:
+            first = max((info.partition for info in partitions), default=-1) + 1
+            yield NewPartitionsDescriptor(topic, first)
+
+
+class TailPartitionsFn(ReadPartitionsFn):
+    """:class:`ReadPartitionsFn` for tailing reads: its output PCollection is unbounded."""
+
+    @beam.DoFn.unbounded_per_element()
+    def process(
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
+        bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
+        tracker: Any = beam.DoFn.RestrictionParam(),
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
+            PartitionWatermarkEstimatorProvider()
+        ),
+    ) -> Iterator[Any]:
+        return super().process(element, bundle_finalizer, tracker, watermark_estimator)
