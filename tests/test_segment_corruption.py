@@ -297,6 +297,20 @@ def test_end_offset_is_checked_against_the_last_block() -> None:
         reader.read_all()
 
 
+def test_block_with_more_records_than_its_offset_span_is_corrupt() -> None:
+    # Zero bytes decode as records with delta 0: the same offset over and over.
+    data = bytearray(
+        write_segment([(7, 1, None, b"\x00" * 40), (8, 2, None, b"")], Compression.NONE)
+    )
+    data[HEADER_SIZE + 4 : HEADER_SIZE + 4 + 40] = bytes(40)
+    data[HEADER_SIZE + 3] = 0  # first value length 0: the zero run becomes 10 more records
+    reader = SegmentReader(_refresh_crc(data))
+    with pytest.raises(
+        CorruptSegmentError, match=r"holds 12 records but its offsets span only 7\.\.8"
+    ):
+        reader.read_all()
+
+
 def test_oversized_lz4_block_is_refused_before_decompressing() -> None:
     data = bytearray(_segment(Compression.LZ4))
     reader = SegmentReader(bytes(data))

@@ -349,17 +349,29 @@ class SegmentReader:
             )
         last = records[-1][0]
         if i + 1 < len(self._index):
-            if last >= self._index[i + 1].offset:
+            limit = self._index[i + 1].offset
+            if last >= limit:
                 raise CorruptSegmentError(
                     f"block {i} ends at offset {last}, not below block {i + 1}'s first offset "
-                    f"{self._index[i + 1].offset}",
+                    f"{limit}",
                     key=key,
                     position=start,
                 )
-        elif last != self._header.end_offset:
+        else:
+            limit = self._header.end_offset + 1
+            if last != self._header.end_offset:
+                raise CorruptSegmentError(
+                    f"last block ends at offset {last} but the header's end_offset is "
+                    f"{self._header.end_offset}",
+                    key=key,
+                    position=start,
+                )
+        # Offsets strictly increase, so a block cannot hold more records than its offset span;
+        # an O(1) check that catches repeated offsets (e.g. a block of zero bytes).
+        if len(records) > limit - entry.offset:
             raise CorruptSegmentError(
-                f"last block ends at offset {last} but the header's end_offset is "
-                f"{self._header.end_offset}",
+                f"block {i} holds {len(records)} records but its offsets span only "
+                f"{entry.offset}..{limit - 1}",
                 key=key,
                 position=start,
             )
