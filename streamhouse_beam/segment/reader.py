@@ -16,7 +16,8 @@ CRC, footer magic, index) and adds the checks spec §1.7 recommends: ``index_pos
 the index exactly filling its area, ``block_count`` equal to the entry count, block positions
 strictly ascending from 64, index offsets strictly ascending, header ``base_offset`` equal to
 the first entry, ``end_offset`` not below the last entry, and per decoded block that the
-records stay between their index entry and the next one. A full read also checks the decoded
+records stay between their index entry and the next one (the last block ending exactly at
+``end_offset``) and are no more than that offset span can hold. A full read also checks the decoded
 record count and the last offset against the header.
 """
 
