@@ -270,6 +270,7 @@ def rss_child(metadata_url: str, storage_url: str, budget: int) -> None:
                 "value_bytes": value_bytes,
                 "downloaded": stats.bytes_downloaded,
                 "evictions": stats.evictions,
+                "wasted": stats.wasted_prefetches,
                 "hit_rate": stats.hit_rate,
             }
         )
@@ -306,7 +307,7 @@ def bench_rss(workdir: pathlib.Path, quick: bool) -> dict[str, Any]:
         "peak_bytes": child["after_kib"] * 1024,
         "baseline_bytes": child["before_kib"] * 1024,
         "growth_over_budget_mb": (growth - budget) / 1e6,
-        **{k: child[k] for k in ("records", "downloaded", "evictions", "hit_rate")},
+        **{k: child[k] for k in ("records", "downloaded", "evictions", "wasted", "hit_rate")},
     }
 
 
@@ -377,7 +378,9 @@ def report(seq: dict[str, Any], cold: dict[str, Any], rss: dict[str, Any]) -> st
         f"Cache budget {rss['budget'] / MIB:.0f} MiB; topic {rss['topic_bytes'] / MIB:.0f} MiB "
         f"({rss['topic_over_budget']:.1f}x the budget, 4 KiB incompressible values, "
         f"~4 MiB segments) in a file:// store; {rss['records']:,} records read in a fresh "
-        f"process with prefetch on; {rss['evictions']} evictions.",
+        f"process with prefetch on: {rss['downloaded'] / MIB:.0f} MiB downloaded, "
+        f"{rss['evictions']} evictions, {rss['wasted']} prefetches evicted before use, "
+        f"hit rate {rss['hit_rate']:.1%}.",
         "",
         "| RSS before the read | peak RSS | growth | growth - budget | goal |",
         "|---:|---:|---:|---:|---|",

@@ -11,8 +11,9 @@ any backend. It gives the read path four things StreamHouse's own reader lacks (
 * **Pinning.** :meth:`~SegmentCache.get` returns a :class:`CacheLease`; the entry cannot be
   evicted until the lease is released, so a segment being decoded is never dropped under the
   reader. Unpinned entries are evicted least recently used first once the byte budget is
-  exceeded. Pinned entries are never evicted, so the cache may exceed its budget by the bytes
-  that are pinned at that moment.
+  exceeded, those already used before prefetched ones still waiting for their reader. Pinned
+  entries are never evicted, so the cache may exceed its budget by the bytes that are pinned at
+  that moment.
 * **Exact prefetch.** :meth:`~SegmentCache.prefetch` downloads the keys the caller names (the
   next segments of the metadata list, not StreamHouse's ``base + 10000`` guess) in a
   background thread pool. Prefetched bytes count against the budget; a prefetch never evicts a
@@ -648,10 +649,31 @@ class SegmentCache:
         self._spill(to_spill)
 
     def _evict_locked(self) -> list[_Entry]:
-        """Evict least recently used unpinned entries until the budget holds; return them."""
+        """Evict unpinned entries until the budget holds; return them.
+
+        Entries a get has used go first, least recently used first; prefetched entries no get
+        has used yet go only when that is not enough. A sequential reader touches the segment
+        it just finished *after* the next ones were prefetched, so plain LRU would throw away
+        the prefetched segments it is about to read.
+        """
         evicted: list[_Entry] = []
         if self._bytes <= self.max_bytes:
             return evicted
+        for unused_pass in (False, True):
+            for key in list(self._entries):
+                if self._bytes <= self.max_bytes:
+                    return evicted
+                entry = self._entries[key]
+                if entry.pins or entry.prefetched != unused_pass:
+                    continue
+                del self._entries[key]
+                self._unaccount(entry)
+                entry.detached = True
+                self._counts["evictions"] += 1
+                if entry.prefetched:
+                    self._counts["wasted_prefetches"] += 1
+                evicted.append(entry)
+        return evicted
         for key in list(self._entries):
             if self._bytes <= self.max_bytes:
                 break

@@ -294,8 +294,10 @@ def test_prefetch_evicted_before_use_counts_as_wasted() -> None:
     cache = SegmentCache(100)
     cache.prefetch([("a", src.fetch("a"), 50)])
     wait_idle(cache, "a")
-    cache.get("b", src.fetch("b")).release()
-    cache.get("c", src.fetch("c")).release()  # over budget: evicts a, unused
+    lease_b = cache.get("b", src.fetch("b"))
+    lease_c = cache.get("c", src.fetch("c"))  # b and c pinned: only the unused a can go
+    lease_b.release()
+    lease_c.release()
     stats = cache.stats()
     assert stats.wasted_prefetches == 1
     assert stats.evictions == 1
@@ -439,3 +441,20 @@ def test_forked_child_gets_a_fresh_worker_cache() -> None:
     proc.join(WAIT)
     assert entries == 0
     assert parent.stats().entries == 1
+
+
+def test_used_entries_are_evicted_before_unused_prefetches() -> None:
+    src = Source({k: 30 for k in "abcd"})
+    cache = SegmentCache(100)
+    lease_a = cache.get("a", src.fetch("a"))
+    assert cache.prefetch([("b", src.fetch("b"), 30), ("c", src.fetch("c"), 30)]) == 2
+    wait_idle(cache, "b", "c")
+    # a sequential reader: finish a, take b, and only then let the next prefetch land.
+    lease_a.release()  # a is now the most recently used entry
+    lease_b = cache.get("b", src.fetch("b"))
+    assert cache.prefetch([("d", src.fetch("d"), 30)]) == 1
+    wait_idle(cache, "d")
+    assert not cache.contains("a")
+    assert cache.contains("c") and cache.contains("d")
+    assert cache.stats().wasted_prefetches == 0
+    lease_b.release()
