@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from streamhouse_beam.errors import TransientStorageError
+from streamhouse_beam.positions import StopPosition
 from streamhouse_beam.storage import open_store
 from streamhouse_beam.testing.fault_proxy import FaultProxy
 from streamhouse_beam.testing.servers import MotoServer
@@ -106,3 +107,132 @@ def test_truncated_bodies_are_never_returned_as_data(moto: MotoServer, seeded: s
             store.get(seeded)
         assert proxy.stats()["truncate"] == 2
         store.close()
+
+
+# --------------------------------------------------------------------------------------------
+# A whole Beam pipeline reading through the faulty proxy
+# --------------------------------------------------------------------------------------------
+
+PIPE_BUCKET = "faults-pipeline"
+PIPE_TOPIC = "clicks"
+PARTITIONS = 3
+PER_PARTITION = 90
+
+
+@pytest.fixture(scope="module")
+def s3_house(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from streamhouse_beam.testing.local import LocalStreamHouse
+
+    store = open_store(f"s3://{PIPE_BUCKET}", moto.credentials())
+    store.client().create_bucket(Bucket=PIPE_BUCKET)  # type: ignore[attr-defined]
+    db = tmp_path_factory.mktemp("faults-pipeline") / "metadata.db"
+    with LocalStreamHouse(
+        f"sqlite:///{db}", store, bucket=PIPE_BUCKET, segment_max_records=15
+    ) as house:
+        house.create_schema()
+        house.create_topic(PIPE_TOPIC, partitions=PARTITIONS)
+        for p in range(PARTITIONS):
+            house.append(
+                PIPE_TOPIC, p, [(f"k{i}", f"p{p}-v{i}") for i in range(PER_PARTITION)], flush=True
+            )
+        yield house
+
+
+def _expected() -> list[tuple[int, int, bytes]]:
+    return [(p, i, f"p{p}-v{i}".encode()) for p in range(PARTITIONS) for i in range(PER_PARTITION)]
+
+
+def _run_read(house: Any, options: dict[str, Any], **read_args: Any) -> tuple[list[Any], Any]:
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from streamhouse_beam import beam as sh_beam
+
+    expected = read_args.pop("expected")
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    records = pipeline | sh_beam.ReadFromStreamHouse(
+        PIPE_TOPIC,
+        metadata_url=house.metadata_url,
+        storage_url=f"s3://{PIPE_BUCKET}",
+        storage_options=options,
+        stop=StopPosition.latest(),
+        max_poll_records=20,
+        **read_args,
+    )
+    assert_that(records | beam.Map(lambda r: (r.partition, r.offset, r.value)), equal_to(expected))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("streamhouse"))["counters"]
+    }
+    return expected, counters
+
+
+@pytest.mark.slow
+def test_bounded_read_with_thirty_percent_faults_is_exact_and_counts_retries(
+    moto: MotoServer, s3_house: Any
+) -> None:
+    with FaultProxy(moto.endpoint_url, failure_rate=0.3, seed=2026, slow_seconds=1.0) as proxy:
+        # A fresh cache budget key: no segment may come from an earlier test's cache.
+        _, counters = _run_read(
+            s3_house,
+            _s3_options(moto, proxy.url),
+            expected=_expected(),
+            cache_max_bytes=8 * 1024 * 1024 + 1,
+        )
+        stats = proxy.stats()
+    assert stats["injected"] >= 3
+    assert counters["records_read"] == PARTITIONS * PER_PARTITION
+    # Every retry the store made is reported; each one answers an injected fault.
+    assert 1 <= counters["storage_retries"] <= stats["injected"]
+
+
+@pytest.mark.slow
+def test_segment_deleted_from_s3_fails_the_pipeline_naming_the_lost_range(
+    moto: MotoServer, s3_house: Any
+) -> None:
+    from streamhouse_beam.errors import DataLossError
+
+    victim = s3_house.segments(PIPE_TOPIC, 1)[2]
+    data = s3_house.store.get(victim.key)
+    s3_house.store.delete(victim.key)
+    try:
+        with pytest.raises(Exception) as info:
+            _run_read(
+                s3_house,
+                _s3_options(moto, moto.endpoint_url),
+                expected=[],
+                cache_max_bytes=8 * 1024 * 1024 + 2,
+            )
+        text = str(info.value)
+        # Beam may wrap the worker's exception; the DataLossError's message survives.
+        assert DataLossError.__name__ in text or isinstance(info.value, DataLossError)
+        assert f"offsets {victim.base_offset}..{victim.end_offset}" in text
+        assert f"topic {PIPE_TOPIC!r}, partition 1" in text
+    finally:
+        s3_house.store.put(victim.key, data)
+
+
+@pytest.mark.slow
+def test_skip_policy_reads_the_rest_and_counts_the_lost_range(
+    moto: MotoServer, s3_house: Any
+) -> None:
+    victim = s3_house.segments(PIPE_TOPIC, 2)[1]
+    data = s3_house.store.get(victim.key)
+    s3_house.store.delete(victim.key)
+    try:
+        expected = [e for e in _expected() if not (e[0] == 2 and victim.contains(e[1]))]
+        _, counters = _run_read(
+            s3_house,
+            _s3_options(moto, moto.endpoint_url),
+            expected=expected,
+            on_missing_segment="skip",
+            cache_max_bytes=8 * 1024 * 1024 + 3,
+        )
+    finally:
+        s3_house.store.put(victim.key, data)
+    assert counters["lost_ranges"] == 1
+    assert counters["records_read"] == len(expected)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Hashable, Iterator
 from typing import Any
 
@@ -96,6 +97,9 @@ _POSITIONS: dict[str, dict[TopicPartition, int]] = {}
 # Process-wide: the highest offset committed per (group, partition), so commits never regress.
 _COMMITTED: dict[tuple[str, str, TopicPartition], int] = {}
 _STATE_LOCK = threading.Lock()
+# Process-wide: object-store retries already reported as ``storage_retries``, per store. The
+# store is shared by every DoFn instance of the worker, so each reports only the new ones.
+_RETRIES_REPORTED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def _pace(key: tuple[str, Hashable], interval: float) -> None:
@@ -301,6 +305,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 "segments_prefetched",
                 "prefetch_hits",
                 "lost_ranges",
+                "storage_retries",
                 "polls",
                 "empty_polls",
             )
@@ -358,6 +363,19 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             m["prefetch_hits"].inc(batch.prefetch_hits)
         if batch.lost_ranges:
             m["lost_ranges"].inc(len(batch.lost_ranges))
+        retries = self._new_store_retries()
+        if retries:
+            m["storage_retries"].inc(retries)
+
+    def _new_store_retries(self) -> int:
+        """Retries the worker's object store made (reads and prefetches) since last reported."""
+        store = self._res().store
+        total = int(getattr(store, "retry_count", 0))
+        with _STATE_LOCK:
+            new = total - _RETRIES_REPORTED.get(store, 0)
+            if new > 0:
+                _RETRIES_REPORTED[store] = total
+        return max(new, 0)
 
     # ------------------------------------------------------------------ process
 
@@ -454,8 +472,6 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         batch = self._reader(tp).read(start, stop, config.max_poll_records)
         self._count(batch)
         records = batch.records
-        for lost in batch.lost_ranges:
-            _LOG.warning("%s: offsets %d..%d were lost (segment object missing)", tp, *lost)
 
         ended = False
         # A timestamp stop on an open-ended read: end before the first record reaching it.
