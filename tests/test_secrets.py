@@ -235,3 +235,82 @@ def test_cli_topics_with_unreachable_postgres_hides_the_password(
     assert output.strip()
     assert _leaks(output) == []
     assert _leaks(all_logs.text) == []
+
+
+# --------------------------------------------------------------------------------------------
+# The Beam transform: display_data(), repr(), the pipeline graph
+# --------------------------------------------------------------------------------------------
+
+
+def _transform(**extra: Any) -> Any:
+    pytest.importorskip("apache_beam")
+    from streamhouse_beam.beam import ReadFromStreamHouse
+    from streamhouse_beam.positions import StopPosition
+
+    return ReadFromStreamHouse(
+        "orders",
+        metadata_url=f"postgresql://reader:{DB_PASSWORD}@db.example:5432/streamhouse",
+        storage_url="s3://bucket",
+        storage_options={
+            "aws_access_key_id": S3_ACCESS_KEY,
+            "aws_secret_access_key": S3_SECRET,
+            "aws_session_token": S3_TOKEN,
+        },
+        stop=StopPosition.latest(),
+        **extra,
+    )
+
+
+def test_display_data_shows_the_configuration_without_secrets() -> None:
+    from apache_beam.transforms.display import DisplayData
+
+    transform = _transform()
+    items = DisplayData.create_from(transform).items
+    shown = "\n".join(f"{i.key}={i.value}" for i in items)
+    assert "db.example" in shown and "aws_secret_access_key" in shown  # names, not values
+    assert _leaks(shown) == []
+    assert S3_ACCESS_KEY not in shown
+
+
+def test_transform_and_its_config_repr_hide_secrets() -> None:
+    transform = _transform()
+    shown = "\n".join([repr(transform), str(transform), repr(transform.config)])
+    assert _leaks(shown) == []
+
+
+def test_pipeline_graph_text_hides_secrets() -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    _ = pipeline | _transform()
+    proto = pipeline.to_runner_api()
+    # Display data travels in the pipeline proto to every runner UI (Dataflow, Flink).
+    display = [str(d) for t in proto.components.transforms.values() for d in t.display_data]
+    assert _leaks("\n".join(display)) == []
+
+
+@pytest.mark.parametrize("in_url", [False, True])
+def test_schema_registry_token_never_shows(in_url: bool, all_logs: _Logs) -> None:
+    from apache_beam.transforms.display import DisplayData
+
+    from streamhouse_beam.decoders import SchemaRegistryDecoder
+
+    port = free_port()  # nothing listens there: every fetch fails
+    url = (
+        f"http://registry-user:{REGISTRY_TOKEN}@127.0.0.1:{port}"
+        if in_url
+        else f"http://127.0.0.1:{port}"
+    )
+    decoder = SchemaRegistryDecoder(
+        url, headers={"Authorization": f"Bearer {REGISTRY_TOKEN}"}, retries=0, timeout=1
+    )
+    assert _leaks(repr(decoder)) == []
+    framed = b"\x00\x00\x00\x00\x07payload"
+    with pytest.raises(StreamHouseError) as info:
+        decoder.decode_record(framed, topic="t", partition=0, offset=0)
+    assert _leaks(_everything_about(info.value)) == []
+    transform = _transform(value_decoder=decoder)
+    shown = "\n".join(f"{i.key}={i.value}" for i in DisplayData.create_from(transform).items)
+    assert _leaks(shown) == []
+    assert _leaks(all_logs.text) == []

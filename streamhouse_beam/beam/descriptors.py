@@ -157,6 +157,12 @@ class ReadConfig:
             "storage_options": ", ".join(k for k, _ in self.storage_options) or "(none)",
         }
 
+    def __repr__(self) -> str:
+        # The generated dataclass repr would print storage option values (credentials) and the
+        # metadata URL's password into tracebacks and logs; show what display() shows.
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.display().items())
+        return f"ReadConfig({shown}, run_id={self.run_id!r})"
+
 
 class WorkerResources:
     """The metadata store, object store and segment cache of one worker process."""
