@@ -372,3 +372,119 @@ def test_read_path_fuzz_gives_named_errors_or_true_records(
         assert seen == sorted(set(seen)), "offsets repeated or out of order"
         if not mutations:
             assert seen == sorted(o for o in truth if o >= start)
+
+
+# --------------------------------------------------------------------------------------------
+# Deterministic cases: each contradiction and its named error or documented resolution
+# --------------------------------------------------------------------------------------------
+
+
+def _reader_for(house: LocalStreamHouse, topic: str, **options: object) -> object:
+    from streamhouse_beam.cache import SegmentCache
+    from streamhouse_beam.partition_reader import PartitionReader, ReadOptions
+
+    return PartitionReader(
+        house.metadata(),
+        house.store,
+        SegmentCache(8 * 1024 * 1024, prefetch_workers=0),
+        topic,
+        0,
+        ReadOptions(**options),  # type: ignore[arg-type]
+    )
+
+
+def _all(reader: object, start: int = 0) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    cur = start
+    for _ in range(1000):
+        got = reader.read(cur, None, 50)  # type: ignore[attr-defined]
+        out += [(r[0], r[3]) for r in got.records]
+        if got.next_offset >= got.readable_end:
+            return out
+        cur = got.next_offset
+    raise AssertionError("no end reached")
+
+
+def _set_row(house: LocalStreamHouse, segment_id: str, **columns: int) -> None:
+    path = house.metadata_url.removeprefix("sqlite://")
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        for column, value in columns.items():
+            db.execute(f"UPDATE segments SET {column} = ? WHERE id = ?", (value, segment_id))
+
+
+def test_row_claiming_more_than_its_segment_holds_is_inconsistent_metadata(
+    house: LocalStreamHouse,
+) -> None:
+    from streamhouse_beam.errors import InconsistentMetadataError
+
+    house.create_topic("liar", partitions=1)
+    house.append("liar", 0, [f"v{i}" for i in range(20)], flush=True)
+    seg = house.segments("liar", 0)[0]
+    _set_row(house, seg.id, end_offset=49)
+    with pytest.raises(InconsistentMetadataError) as info:
+        _all(_reader_for(house, "liar"))
+    text = str(info.value)
+    assert seg.key in text and "0..19" in text and "0..49" in text
+
+
+def test_row_with_end_below_base_is_never_read_as_data(house: LocalStreamHouse) -> None:
+    house.create_topic("inverted", partitions=1)
+    house.append("inverted", 0, [f"a{i}" for i in range(10)], flush=True)
+    house.append("inverted", 0, [f"b{i}" for i in range(10)], flush=True)
+    _, second = house.segments("inverted", 0)
+    _set_row(house, second.id, base_offset=19, end_offset=10)
+    # Documented resolution: a row whose range is empty covers no offsets; the readable end
+    # still comes from the high watermark, so the reader skips to it without a hang.
+    assert _all(_reader_for(house, "inverted")) == [(i, f"a{i}".encode()) for i in range(10)]
+
+
+def test_overlapping_rows_resolve_to_the_newest_object_once_per_offset(
+    house: LocalStreamHouse,
+) -> None:
+    house.create_topic("overlap", partitions=1)
+    old = house.write_segment(
+        "overlap", 0, [(i, 1000 + i, None, f"old{i}".encode()) for i in range(30)]
+    )
+    new = house.write_segment(
+        "overlap",
+        0,
+        [(i, 1000 + i, None, f"new{i}".encode()) for i in range(10, 20)],
+        key="overlap/0/seg_10_compacted.bin",
+        segment_id="overlap-0-10-compacted",
+        created_at=old.created_at + 1000,
+        set_high_watermark=False,
+    )
+    got = _all(_reader_for(house, "overlap"))
+    assert [o for o, _ in got] == list(range(30))
+    assert dict(got) == {
+        i: (f"new{i}" if new.contains(i) else f"old{i}").encode() for i in range(30)
+    }
+
+
+def test_declared_giant_block_is_refused_before_allocating(house: LocalStreamHouse) -> None:
+    import struct
+    import tracemalloc
+    import zlib
+
+    from streamhouse_beam.errors import SegmentLimitError
+
+    house.create_topic("giant", partitions=1)
+    house.append("giant", 0, [f"v{i}" for i in range(5)], flush=True)
+    seg = house.segments("giant", 0)[0]
+    data = bytearray(house.store.get(seg.key))
+    # The first block's LZ4 size prefix (little-endian, right after the 64-byte header) now
+    # claims 2 GiB; the CRC is recomputed so the lie reaches the decoder.
+    data[64:68] = struct.pack("<I", 0x7FFFFFFF)
+    footer = len(data) - 32
+    data[footer + 8 : footer + 12] = struct.pack(">I", zlib.crc32(bytes(data[:footer])))
+    house.store.put(seg.key, bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(SegmentLimitError) as info:
+            _all(_reader_for(house, "giant"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.key == seg.key
+    assert peak < 32 * 1024 * 1024
