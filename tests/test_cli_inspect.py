@@ -108,6 +108,21 @@ def test_human_summary_shows_header_index_and_first_and_last_records(
     assert "... 994 more ..." in out
 
 
+def test_human_summary_with_from_offset_counts_only_later_records(
+    fixture_segments_dir: pathlib.Path,
+) -> None:
+    result = _inspect(fixture_segments_dir / "gapped_multiblock_lz4.seg", "--from-offset", "502910")
+    assert result.returncode == 0, result.stderr
+    assert "37 record(s) with offset >= 502910" in result.stdout
+    assert "offset 1002912 " in result.stdout
+
+
+def test_negative_from_offset_is_a_usage_error(fixture_segments_dir: pathlib.Path) -> None:
+    result = _inspect(fixture_segments_dir / "single_none.seg", "--from-offset", "-1")
+    assert result.returncode == 2
+    assert "offset must be in" in result.stderr
+
+
 def test_corrupt_file_exits_1_with_one_line_naming_the_problem(tmp_path: pathlib.Path) -> None:
     data = bytearray(write_segment([(5, 6, b"k", b"v")], Compression.LZ4))
     data[70] ^= 0xFF
