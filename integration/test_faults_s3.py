@@ -236,3 +236,58 @@ def test_skip_policy_reads_the_rest_and_counts_the_lost_range(
         s3_house.store.put(victim.key, data)
     assert counters["lost_ranges"] == 1
     assert counters["records_read"] == len(expected)
+
+
+class _Collect:
+    """Appends ``partition offset`` of each record to a file (what left the read, even on failure)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, record: Any) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(f"{record.partition} {record.offset}\n")
+
+
+@pytest.mark.slow
+def test_corrupt_segment_in_s3_fails_naming_the_key_and_is_never_emitted(
+    moto: MotoServer, s3_house: Any, tmp_path: Any
+) -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from streamhouse_beam.beam import ReadFromStreamHouse
+
+    victim = s3_house.segments(PIPE_TOPIC, 0)[3]
+    original = s3_house.store.get(victim.key)
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x40  # one flipped bit in the middle of the blocks
+    s3_house.store.put(victim.key, bytes(damaged))
+    out = tmp_path / "emitted.txt"
+    try:
+        pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+        _ = (
+            pipeline
+            | ReadFromStreamHouse(
+                PIPE_TOPIC,
+                metadata_url=s3_house.metadata_url,
+                storage_url=f"s3://{PIPE_BUCKET}",
+                storage_options=_s3_options(moto, moto.endpoint_url),
+                stop=StopPosition.latest(),
+                max_poll_records=5,
+                cache_max_bytes=8 * 1024 * 1024 + 4,
+            )
+            | beam.Map(_Collect(str(out)))
+        )
+        with pytest.raises(Exception) as info:
+            pipeline.run().wait_until_finish()
+    finally:
+        s3_house.store.put(victim.key, original)
+    from streamhouse_beam.errors import CorruptSegmentError
+
+    text = str(info.value)
+    # FnApiRunner re-raises the worker's exception; other runners wrap it in text.
+    assert isinstance(info.value, CorruptSegmentError) or "ChecksumMismatchError" in text
+    assert victim.key in text
+    emitted = [tuple(map(int, line.split())) for line in out.read_text().splitlines()]
+    assert not [o for p, o in emitted if p == 0 and victim.contains(o)]
