@@ -241,6 +241,7 @@ def test_streaming_read_survives_a_postgres_restart_with_exact_output(
                 max_records=before + after,
                 max_poll_records=5,
                 poll_interval=0.2,
+                commit_offsets_group="through-restart",
             )
             | beam.Map(_FileSink(str(out)))
         )
