@@ -373,6 +373,7 @@ class S3Store(ObjectStore):
             ClientError,
             ConnectionError,
             CredentialRetrievalError,
+            FlexibleChecksumError,
             HTTPClientError,
             IncompleteReadError,
             NoCredentialsError,
@@ -401,7 +402,14 @@ class S3Store(ObjectStore):
                     key=key,
                     bucket=bucket,
                 ) from exc
-            except (ConnectionError, HTTPClientError, IncompleteReadError) as exc:
+            except (
+                ConnectionError,
+                HTTPClientError,
+                IncompleteReadError,
+                # The body did not match the checksum S3 stored with the object: damaged on
+                # the way, and S3 holds the good bytes, so fetch it again.
+                FlexibleChecksumError,
+            ) as exc:
                 raise RetryableFailure(f"{type(exc).__name__}: {self._scrub(str(exc))}") from exc
             except BotoCoreError as exc:
                 raise StorageError(
