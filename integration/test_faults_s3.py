@@ -291,3 +291,68 @@ def test_corrupt_segment_in_s3_fails_naming_the_key_and_is_never_emitted(
     assert victim.key in text
     emitted = [tuple(map(int, line.split())) for line in out.read_text().splitlines()]
     assert not [o for p, o in emitted if p == 0 and victim.contains(o)]
+
+
+# --------------------------------------------------------------------------------------------
+# Bodies damaged silently: delivered as a success, caught by a checksum
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["flip", "short"])
+def test_silently_damaged_body_fails_s3s_checksum_and_is_fetched_again(
+    moto: MotoServer, seeded: str, fault: str
+) -> None:
+    with FaultProxy(moto.endpoint_url, failure_rate=0.0) as proxy:
+        store = open_store(f"s3://{BUCKET}", _s3_options(moto, proxy.url))
+        proxy.inject(fault)
+        # The object was uploaded with a CRC32 (botocore's default), which S3 returns with
+        # every whole-object GET: botocore's check fails and the store fetches again.
+        assert store.get(seeded) == OBJECT
+        assert (proxy.stats()[fault], store.retry_count) == (1, 1)
+        store.close()
+
+
+def _strip_s3_checksums(house: Any, moto: MotoServer) -> None:
+    """Re-upload every segment without an S3 checksum, as StreamHouse's own writer does."""
+    import boto3
+    from botocore.config import Config
+
+    options = moto.credentials()
+    client = boto3.client(
+        "s3",
+        endpoint_url=options["endpoint_url"],
+        region_name=options["region_name"],
+        aws_access_key_id=options["aws_access_key_id"],
+        aws_secret_access_key=options["aws_secret_access_key"],
+        config=Config(
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+        ),
+    )
+    from streamhouse_beam.storage.keys import encode_key
+
+    for p in range(PARTITIONS):
+        for seg in house.segments(PIPE_TOPIC, p):
+            data = house.store.get(seg.key)
+            client.put_object(Bucket=PIPE_BUCKET, Key=encode_key(seg.key), Body=data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["flip", "short"])
+def test_damaged_segment_without_s3_checksum_is_refetched_once_by_the_reader(
+    moto: MotoServer, s3_house: Any, fault: str
+) -> None:
+    _strip_s3_checksums(s3_house, moto)
+    with FaultProxy(moto.endpoint_url, failure_rate=0.0) as proxy:
+        # Nothing below S3 can tell: the segment's own CRC-32 and length checks catch it and
+        # the reader fetches the object once more; the output is exact.
+        proxy.inject(fault)
+        _, counters = _run_read(
+            s3_house,
+            _s3_options(moto, proxy.url),
+            expected=_expected(),
+            cache_max_bytes=8 * 1024 * 1024 + (10 if fault == "flip" else 11),
+        )
+        assert proxy.stats()[fault] == 1
+    assert counters["records_read"] == PARTITIONS * PER_PARTITION
+    assert counters.get("storage_retries", 0) == 0

@@ -15,6 +15,10 @@ the faults a real object store or network produces:
 ``"429"``      ``TooManyRequests`` with status 429 (only when queued or listed in ``faults``)
 ``"403"``      ``AccessDenied`` with status 403 — a permanent error, for tests of the
                not-retried path (only when queued or listed in ``faults``)
+``"flip"``     the upstream answer with one byte of its body flipped — silent corruption that
+               only a checksum can catch (only when queued or listed in ``faults``)
+``"short"``    the upstream answer with its body cut in half **and** ``Content-Length`` made to
+               match — a silent truncation the HTTP layer cannot see (queued or listed only)
 =============  ================================================================================
 
 Besides the random share, :meth:`FaultProxy.inject` queues faults for the very next requests
@@ -45,12 +49,14 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ALL_FAULTS", "FAULTS", "FaultProxy"]
+__all__ = ["ALL_FAULTS", "BODY_FAULTS", "FAULTS", "FaultProxy"]
 
 #: The fault kinds drawn at random by default.
 FAULTS = ("500", "503", "reset", "truncate", "slow")
+#: Faults that damage an answer's body but deliver it as a success.
+BODY_FAULTS = ("flip", "short")
 #: Every fault kind the proxy can inject (random or queued).
-ALL_FAULTS = (*FAULTS, "429", "403")
+ALL_FAULTS = (*FAULTS, "429", "403", *BODY_FAULTS)
 
 # Headers that describe one hop, not the message: never forwarded as is.
 _HOP_BY_HOP = frozenset(
@@ -341,7 +347,7 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
                 self.send_error(400, "unreadable request body")
                 return
             fault = proxy._decide(self.command)
-            if fault is not None and fault != "truncate":
+            if fault is not None and fault not in ("truncate", *BODY_FAULTS):
                 # These never reach the upstream: the request is lost on the way.
                 self._inject(fault, None, None, b"")
                 return
@@ -369,6 +375,17 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
             if fault == "truncate":
                 self._inject(fault, (status, reason, resp_headers), declared, payload)
                 return
+            if fault in BODY_FAULTS and self.command != "HEAD" and len(payload) >= 2:
+                proxy._count(fault)
+                if fault == "flip":
+                    middle = len(payload) // 2
+                    payload = (
+                        payload[:middle] + bytes([payload[middle] ^ 0x01]) + payload[middle + 1 :]
+                    )
+                else:
+                    payload = payload[: len(payload) // 2]
+                    # The cut must look complete: drop any range header that would betray it.
+                    resp_headers = [(k, v) for k, v in resp_headers if k.lower() != "content-range"]
             proxy._count_forwarded()
             self.send_response(status, reason)
             for k, v in resp_headers:
