@@ -17,6 +17,7 @@ import sqlite3
 import string
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -488,3 +489,68 @@ def test_declared_giant_block_is_refused_before_allocating(house: LocalStreamHou
         tracemalloc.stop()
     assert info.value.key == seg.key
     assert peak < 32 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# The same lies under a Beam pipeline: it finishes, or fails with the named error
+# --------------------------------------------------------------------------------------------
+
+
+def _pipeline_read(house: LocalStreamHouse, store_name: str, topic: str) -> tuple[Any, Any]:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from streamhouse_beam.beam import ReadFromStreamHouse
+    from streamhouse_beam.positions import StopPosition
+
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    records = pipeline | ReadFromStreamHouse(
+        topic,
+        metadata_url=house.metadata_url,
+        storage_url=f"memory://{store_name}",
+        stop=StopPosition.latest(),
+        max_poll_records=5,
+    )
+    return pipeline, records
+
+
+def test_pipeline_crosses_a_lying_high_watermark_without_hanging(tmp_path: pathlib.Path) -> None:
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    name = f"hwm-{tmp_path.name}"
+    with LocalStreamHouse(
+        f"sqlite:///{tmp_path}/m.db", MemoryStore(name), segment_max_records=7
+    ) as house:
+        house.create_schema()
+        house.create_topic("t", partitions=2)
+        for p in (0, 1):
+            house.append("t", p, [f"v{i}" for i in range(20)], flush=True)
+        # 2**50 offsets promised, 20 present: the read must jump the hole, not walk it.
+        house.set_high_watermark("t", 0, 2**50)
+        pipeline, records = _pipeline_read(house, name, "t")
+        assert_that(
+            records | "Offsets" >> beam.Map(lambda r: (r.partition, r.offset)),
+            equal_to([(p, i) for p in (0, 1) for i in range(20)]),
+        )
+        pipeline.run().wait_until_finish()
+
+
+def test_pipeline_fails_with_the_named_error_for_a_row_its_segment_contradicts(
+    tmp_path: pathlib.Path,
+) -> None:
+    from streamhouse_beam.errors import InconsistentMetadataError
+
+    name = f"liar-{tmp_path.name}"
+    with LocalStreamHouse(
+        f"sqlite:///{tmp_path}/m.db", MemoryStore(name), segment_max_records=7
+    ) as house:
+        house.create_schema()
+        house.create_topic("t", partitions=1)
+        house.append("t", 0, [f"v{i}" for i in range(20)], flush=True)
+        seg = house.segments("t", 0)[2]
+        _set_row(house, seg.id, base_offset=10**12, end_offset=10**12 + 5)
+        pipeline, _ = _pipeline_read(house, name, "t")
+        with pytest.raises(InconsistentMetadataError) as info:
+            pipeline.run().wait_until_finish()
+    assert seg.key in str(info.value)
