@@ -97,8 +97,8 @@ _POSITIONS: dict[str, dict[TopicPartition, int]] = {}
 # Process-wide: the highest offset committed per (group, partition), so commits never regress.
 _COMMITTED: dict[tuple[str, str, TopicPartition], int] = {}
 _STATE_LOCK = threading.Lock()
-# Process-wide: object-store retries already reported as ``storage_retries``, per store. The
-# store is shared by every DoFn instance of the worker, so each reports only the new ones.
+# Process-wide: retries already reported as ``storage_retries``/``metadata_retries``, per store.
+# Stores are shared by every DoFn instance of the worker, so each reports only the new ones.
 _RETRIES_REPORTED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
@@ -306,6 +306,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 "prefetch_hits",
                 "lost_ranges",
                 "storage_retries",
+                "metadata_retries",
                 "polls",
                 "empty_polls",
             )
@@ -363,13 +364,15 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             m["prefetch_hits"].inc(batch.prefetch_hits)
         if batch.lost_ranges:
             m["lost_ranges"].inc(len(batch.lost_ranges))
-        retries = self._new_store_retries()
-        if retries:
-            m["storage_retries"].inc(retries)
+        res = self._res()
+        for name, store in (("storage_retries", res.store), ("metadata_retries", res.metadata)):
+            retries = self._new_retries(store)
+            if retries:
+                m[name].inc(retries)
 
-    def _new_store_retries(self) -> int:
-        """Retries the worker's object store made (reads and prefetches) since last reported."""
-        store = self._res().store
+    @staticmethod
+    def _new_retries(store: Any) -> int:
+        """Retries ``store`` made (reads, prefetches, commits) since they were last reported."""
         total = int(getattr(store, "retry_count", 0))
         with _STATE_LOCK:
             new = total - _RETRIES_REPORTED.get(store, 0)
