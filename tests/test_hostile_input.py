@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from streamhouse_beam.cache import SegmentCache
 from streamhouse_beam.errors import (
     OrganizationError,
     StreamHouseError,
@@ -30,6 +31,7 @@ from streamhouse_beam.errors import (
     UnsafeKeyError,
 )
 from streamhouse_beam.metadata import open_metadata
+from streamhouse_beam.partition_reader import MissingPolicy, PartitionReader, ReadOptions
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.storage.local import LocalFileStore
 from streamhouse_beam.storage.memory import MemoryStore
@@ -210,7 +212,7 @@ _HUGE = 2**50
 
 
 @st.composite
-def _partition_plans(draw: st.DrawFn) -> tuple[list[list[int]], list[tuple[object, ...]]]:
+def _partition_plans(draw: st.DrawFn) -> tuple[list[list[int]], list[tuple[Any, ...]]]:
     """Segments as lists of offsets (with gaps), then a list of mutations to apply."""
     segments: list[list[int]] = []
     cur = draw(st.integers(0, 5))
@@ -241,11 +243,11 @@ def _partition_plans(draw: st.DrawFn) -> tuple[list[list[int]], list[tuple[objec
 
 
 def _apply(
-    house: LocalStreamHouse, db: sqlite3.Connection, rows: list[str], m: tuple[object, ...]
+    house: LocalStreamHouse, db: sqlite3.Connection, rows: list[str], m: tuple[Any, ...]
 ) -> None:
     kind = m[0]
     seg_rows = {r[0]: r for r in db.execute("SELECT id, s3_key, created_at FROM segments")}
-    row_id = rows[int(m[1])] if kind != "high_watermark" else ""  # type: ignore[call-overload]
+    row_id = rows[int(m[1])] if kind != "high_watermark" else ""
     key = seg_rows[row_id][1] if row_id in seg_rows else None
     if kind == "row_range":
         db.execute(
@@ -260,7 +262,7 @@ def _apply(
             (f"{row_id}-dup{len(seg_rows)}", m[2], m[3], created, row_id),
         )
     elif kind == "swap_key":
-        other = rows[int(m[2])]  # type: ignore[call-overload]
+        other = rows[int(m[2])]
         if other in seg_rows and key is not None:
             db.execute("UPDATE segments SET s3_key = ? WHERE id = ?", (seg_rows[other][1], row_id))
     elif kind == "delete_object" and key is not None:
@@ -271,9 +273,9 @@ def _apply(
         except StreamHouseError:
             return
         if kind == "flip_byte" and data:
-            data[int(m[2]) % len(data)] ^= int(m[3])  # type: ignore[call-overload]
+            data[int(m[2]) % len(data)] ^= int(m[3])
         else:
-            del data[int(m[2]) :]  # type: ignore[call-overload]
+            del data[int(m[2]) :]
         house.store.put(key, bytes(data))
     elif kind == "size_bytes":
         db.execute("UPDATE segments SET size_bytes = ? WHERE id = ?", (m[2], row_id))
@@ -299,15 +301,12 @@ def _apply(
     start=st.integers(0, 6),
 )
 def test_read_path_fuzz_gives_named_errors_or_true_records(
-    plan: tuple[list[list[int]], list[tuple[object, ...]]],
-    on_missing: str,
+    plan: tuple[list[list[int]], list[tuple[Any, ...]]],
+    on_missing: MissingPolicy,
     range_reads: bool,
     batch: int,
     start: int,
 ) -> None:
-    from streamhouse_beam.cache import SegmentCache
-    from streamhouse_beam.partition_reader import PartitionReader, ReadOptions
-
     segments, mutations = plan
     truth = {o: f"v{o}".encode() for offsets in segments for o in offsets}
     with tempfile.TemporaryDirectory() as tmp:
@@ -338,7 +337,7 @@ def test_read_path_fuzz_gives_named_errors_or_true_records(
             cache,
             _FUZZ_TOPIC,
             0,
-            ReadOptions(on_missing_segment=on_missing, range_reads=range_reads),  # type: ignore[arg-type]
+            ReadOptions(on_missing_segment=on_missing, range_reads=range_reads),
         )
         seen: list[int] = []
         try:
@@ -380,9 +379,7 @@ def test_read_path_fuzz_gives_named_errors_or_true_records(
 # --------------------------------------------------------------------------------------------
 
 
-def _reader_for(house: LocalStreamHouse, topic: str, **options: object) -> object:
-    from streamhouse_beam.cache import SegmentCache
-    from streamhouse_beam.partition_reader import PartitionReader, ReadOptions
+def _reader_for(house: LocalStreamHouse, topic: str, **options: Any) -> PartitionReader:
 
     return PartitionReader(
         house.metadata(),
@@ -390,15 +387,15 @@ def _reader_for(house: LocalStreamHouse, topic: str, **options: object) -> objec
         SegmentCache(8 * 1024 * 1024, prefetch_workers=0),
         topic,
         0,
-        ReadOptions(**options),  # type: ignore[arg-type]
+        ReadOptions(**options),
     )
 
 
-def _all(reader: object, start: int = 0) -> list[tuple[int, bytes]]:
+def _all(reader: PartitionReader, start: int = 0) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     cur = start
     for _ in range(1000):
-        got = reader.read(cur, None, 50)  # type: ignore[attr-defined]
+        got = reader.read(cur, None, 50)
         out += [(r[0], r[3]) for r in got.records]
         if got.next_offset >= got.readable_end:
             return out
