@@ -30,7 +30,8 @@ Stop positions (exclusive: the first offset *not* read):
                                          ("latest" | "unbounded") for unlisted partitions
 ``StopPosition.timestamp(ms)``           before the first record whose timestamp is ``>= ms``;
                                          when no such record is readable yet the read tails the
-                                         partition until one appears
+                                         partition until one appears, or until it is caught up
+                                         and its idle watermark (now - max delay) passes ``ms``
 =======================================  =========================================================
 """
 

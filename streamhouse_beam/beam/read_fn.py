@@ -149,6 +149,14 @@ class _PartitionView:
         )
 
 
+def _stop_timestamp(element: PartitionDescriptor, restriction: PartitionRestriction) -> int | None:
+    """The stop timestamp an open-ended restriction must honour, if any."""
+    stop = element.stop
+    if restriction.unbounded and stop is not None and stop.kind == "timestamp":
+        return stop.timestamp_ms
+    return None
+
+
 def _finish(tracker: Any) -> None:
     """End the restriction here: claiming its stop is refused and leaves nothing unclaimed."""
     tracker.try_claim(tracker.current_restriction().stop)
@@ -478,9 +486,8 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
 
         ended = False
         # A timestamp stop on an open-ended read: end before the first record reaching it.
-        if restriction.unbounded and element.stop is not None and element.stop.kind == "timestamp":
-            limit_ts = element.stop.timestamp_ms
-            assert limit_ts is not None
+        limit_ts = _stop_timestamp(element, restriction)
+        if limit_ts is not None:
             for i, rec in enumerate(records):
                 if rec[1] >= limit_ts:
                     records = records[:i]
@@ -530,7 +537,14 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         if caught_up:
             if self._metrics is not None:
                 self._metrics["empty_polls"].inc()
-            watermark_estimator.advance_idle(Timestamp.now(), Duration.of(config.max_delay_seconds))
+            watermark = watermark_estimator.advance_idle(
+                Timestamp.now(), Duration.of(config.max_delay_seconds)
+            )
+            stop_ms = _stop_timestamp(element, restriction)
+            if stop_ms is not None and watermark >= Timestamp(micros=stop_ms * 1000):
+                # Caught up and idle past the stop time: no record below it can still arrive.
+                _finish(tracker)
+                return
             tracker.defer_remainder(Duration.of(config.poll_interval))
         else:
             tracker.defer_remainder()
