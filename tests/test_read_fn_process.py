@@ -1,0 +1,211 @@
+"""ReadPartitionsFn.process() driven directly with Beam's thread-safe tracker and estimator."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any
+
+import pytest
+from apache_beam.runners.sdf_utils import (
+    RestrictionTrackerView,
+    ThreadsafeRestrictionTracker,
+    ThreadsafeWatermarkEstimator,
+)
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
+
+from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition
+from streamhouse_beam.beam.descriptors import NewPartitionsDescriptor, PartitionDescriptor
+from streamhouse_beam.beam.read_fn import ReadPartitionsFn
+from streamhouse_beam.beam.restriction import PartitionRestriction
+from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
+from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
+from tests.read_helpers import local_streamhouse, urls
+
+T0 = DEFAULT_CLOCK_START_MS
+
+
+class Finalizer:
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def register(self, callback: Any) -> None:
+        self.callbacks.append(callback)
+
+
+class Harness:
+    """One process() call at a time, as a runner would make it."""
+
+    def __init__(self, tmp: pathlib.Path, **kwargs: Any) -> None:
+        kwargs.setdefault("poll_interval", 0.05)
+        self.fn = ReadPartitionsFn(ReadFromStreamHouse("t", **urls(tmp), **kwargs).config)
+        self.fn.setup()
+        self.fn.start_bundle()
+        self.provider = PartitionWatermarkEstimatorProvider()
+
+    def start(self, element: Any) -> tuple[Any, Any]:
+        restriction = self.fn.initial_restriction(element)
+        return restriction, self.provider.initial_estimator_state(element, restriction)
+
+    def call(
+        self, element: Any, restriction: Any, wm_state: Any
+    ) -> tuple[list[Any], ThreadsafeRestrictionTracker, ThreadsafeWatermarkEstimator, Finalizer]:
+        tracker = ThreadsafeRestrictionTracker(self.fn.create_tracker(restriction))
+        estimator = ThreadsafeWatermarkEstimator(self.provider.create_watermark_estimator(wm_state))
+        finalizer = Finalizer()
+        out = []
+        for item in self.fn.process(element, finalizer, RestrictionTrackerView(tracker), estimator):
+            out.append(item)
+            estimator.observe_timestamp(item.timestamp)  # what the runner does for each output
+        return out, tracker, estimator, finalizer
+
+
+@pytest.fixture()
+def topic(tmp_path: pathlib.Path) -> pathlib.Path:
+    lsh = local_streamhouse(tmp_path, segment_max_records=4)
+    lsh.create_topic("t", 1)
+    lsh.append("t", 0, [f"v{i}" for i in range(10)], flush=True)
+    return tmp_path
+
+
+def test_process_emits_max_poll_records_then_checkpoints_at_the_next_offset(
+    topic: pathlib.Path,
+) -> None:
+    h = Harness(topic, max_poll_records=3, stop=StopPosition.latest())
+    element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
+    restriction, wm = h.start(element)
+    assert restriction == PartitionRestriction(0, 10)
+    out, tracker, estimator, _ = h.call(element, restriction, wm)
+    assert [o.value.offset for o in out] == [0, 1, 2]
+    assert [o.timestamp for o in out] == [Timestamp(micros=(T0 + i) * 1000) for i in range(3)]
+    residual, delay = tracker.deferred_status()
+    assert residual == PartitionRestriction(3, 10)
+    assert delay == Duration(0)  # more is readable: resume at once
+    assert estimator.current_watermark() == Timestamp(micros=(T0 + 2) * 1000)
+
+
+def test_bounded_range_ends_by_claiming_its_stop(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=50, stop=StopPosition.latest())
+    element = PartitionDescriptor("t", 0, StartPosition.offsets({0: 7}), StopPosition.latest())
+    restriction, wm = h.start(element)
+    out, tracker, _, _ = h.call(element, restriction, wm)
+    assert [o.value.offset for o in out] == [7, 8, 9]
+    assert tracker.deferred_status() is None
+    tracker.check_done()
+
+
+def test_caught_up_unbounded_read_defers_by_poll_interval_and_advances_watermark(
+    topic: pathlib.Path,
+) -> None:
+    h = Harness(topic, max_poll_records=50, max_delay_seconds=5.0, poll_interval=0.2)
+    element = PartitionDescriptor("t", 0)
+    restriction, wm = h.start(element)
+    assert restriction == PartitionRestriction.open_ended(0)
+    out, tracker, estimator, _ = h.call(element, restriction, wm)
+    assert len(out) == 10
+    residual, delay = tracker.deferred_status()
+    assert residual == PartitionRestriction.open_ended(10) and delay == Duration(0)
+    # Second call: nothing new. The watermark moves to about now - 5 s, the remainder waits.
+    before = Timestamp.now()
+    out, tracker, estimator, _ = h.call(element, residual, estimator.get_estimator_state())
+    assert out == []
+    again, delay = tracker.deferred_status()
+    assert again == PartitionRestriction.open_ended(10)
+    assert 0.1 < delay.micros / 1e6 <= 0.2
+    assert estimator.current_watermark() >= before - Duration(5)
+
+
+def test_resumed_caught_up_partition_sleeps_out_the_poll_interval(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=50, poll_interval=0.3)
+    element = PartitionDescriptor("t", 0, StartPosition.latest())
+    restriction, wm = h.start(element)
+    h.call(element, restriction, wm)  # caught up: notes the empty poll
+    started = time.monotonic()
+    out, _, _, _ = h.call(element, restriction, wm)
+    assert out == [] and time.monotonic() - started >= 0.25
+
+
+def test_a_split_during_the_call_stops_emission_at_the_split_point(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=50, stop=StopPosition.latest())
+    element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
+    restriction, _ = h.start(element)
+    tracker = ThreadsafeRestrictionTracker(h.fn.create_tracker(restriction))
+    estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(MIN_TIMESTAMP))
+    gen = h.fn.process(element, Finalizer(), RestrictionTrackerView(tracker), estimator)
+    first = next(gen)  # every record of the poll is claimed before the first is yielded
+    assert first.value.offset == 0
+    # All ten were claimed already, so a split now finds no remainder to give away.
+    assert tracker.try_split(0.5) is None
+    rest = list(gen)
+    assert len(rest) == 9
+
+
+def test_split_before_processing_is_honoured(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=50, stop=StopPosition.latest())
+    element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
+    restriction, _ = h.start(element)
+    raw = h.fn.create_tracker(restriction)
+    primary, residual = raw.try_split(0.3)
+    assert (primary.stop, residual.start) == (2, 2)
+    tracker = ThreadsafeRestrictionTracker(raw)
+    estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(MIN_TIMESTAMP))
+    out = list(h.fn.process(element, Finalizer(), RestrictionTrackerView(tracker), estimator))
+    assert [o.value.offset for o in out] == [0, 1]
+    tracker.check_done()
+
+
+def test_commit_callback_commits_the_next_offset(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=4, commit_offsets_group="grp")
+    element = PartitionDescriptor("t", 0)
+    restriction, wm = h.start(element)
+    _, _, _, finalizer = h.call(element, restriction, wm)
+    [callback] = finalizer.callbacks
+    metadata = h.fn._res().metadata
+    assert metadata.committed_offset("grp", "t", 0) is None
+    callback()
+    callback()  # idempotent
+    assert metadata.committed_offset("grp", "t", 0) == 4
+
+
+def test_max_records_budget_ends_the_restriction(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=50, max_records=4)
+    element = PartitionDescriptor("t", 0)
+    restriction, wm = h.start(element)
+    out, tracker, _, _ = h.call(element, restriction, wm)
+    assert [o.value.offset for o in out] == [0, 1, 2, 3]
+    assert tracker.deferred_status() is None
+    tracker.check_done()
+
+
+def test_trailing_gap_is_claimed_so_the_checkpoint_skips_it(tmp_path: pathlib.Path) -> None:
+    lsh = local_streamhouse(tmp_path)
+    lsh.create_topic("t", 1)
+    lsh.write_segment("t", 0, [(o, T0 + o, None, b"x") for o in (0, 1, 5)])
+    lsh.set_high_watermark("t", 0, 9)
+    h = Harness(tmp_path, max_poll_records=50)
+    element = PartitionDescriptor("t", 0)
+    restriction, wm = h.start(element)
+    out, tracker, _, _ = h.call(element, restriction, wm)
+    assert [o.value.offset for o in out] == [0, 1, 5]
+    residual, _ = tracker.deferred_status()
+    assert residual == PartitionRestriction.open_ended(9)
+
+
+def test_new_partitions_element_discovers_and_reads_partitions_created_later(
+    tmp_path: pathlib.Path,
+) -> None:
+    lsh = local_streamhouse(tmp_path)
+    lsh.create_topic("t", 1)
+    h = Harness(tmp_path, max_poll_records=50, partition_discovery_interval=0.01)
+    element = NewPartitionsDescriptor("t", 1)
+    restriction, wm = h.start(element)
+    out, tracker, _, _ = h.call(element, restriction, wm)
+    assert out == []
+    restriction, _ = tracker.deferred_status()
+    lsh.add_partitions("t", 2)
+    lsh.append("t", 1, ["n0", "n1"], flush=True)
+    time.sleep(0.02)
+    out, tracker, _, _ = h.call(element, restriction, wm)
+    assert [(o.value.partition, o.value.offset) for o in out] == [(1, 0), (1, 1)]
+    restriction, _ = tracker.deferred_status()
+    assert restriction.next_partition == 2 and dict(restriction.positions) == {1: 2}
