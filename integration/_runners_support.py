@@ -85,6 +85,23 @@ class CountUpTo(beam.DoFn):  # type: ignore[misc]
             position += 1
 
 
+class CountUpToDeferring(CountUpTo):
+    """:class:`CountUpTo` that self-checkpoints (``defer_remainder``) after every two claims."""
+
+    def process(
+        self,
+        element: int,
+        tracker: Any = beam.DoFn.RestrictionParam(_CountingProvider()),
+    ) -> Iterator[tuple[int, int]]:
+        position = tracker.current_restriction().start
+        for _ in range(2):
+            if not tracker.try_claim(position):
+                return
+            yield (element, position)
+            position += 1
+        tracker.defer_remainder()
+
+
 def toy_sdf_expected(sizes: list[int]) -> list[tuple[int, int]]:
     """What :class:`CountUpTo` emits for ``sizes``."""
     return [(n, i) for n in sizes for i in range(n)]
@@ -130,3 +147,178 @@ def read_collected(path: pathlib.Path) -> list[Any]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+class Topic:
+    """A StreamHouse topic in a SQLite metadata store and a local segment directory.
+
+    Args:
+        root: directory for ``metadata.db`` and ``segments/``.
+        name: the topic.
+        partitions: its partition count.
+        records_per_partition: records appended (and flushed) to each partition at once.
+        segment_max_records: small, so every partition spans several segments.
+    """
+
+    def __init__(
+        self,
+        root: pathlib.Path,
+        *,
+        name: str = "orders",
+        partitions: int = 3,
+        records_per_partition: int = 30,
+        segment_max_records: int = 7,
+    ) -> None:
+        from streamhouse_beam.testing.local import LocalStreamHouse
+
+        self.name = name
+        self.partitions = partitions
+        self.metadata_url = f"sqlite:///{root}/metadata.db"
+        self.storage_url = f"file://{root}/segments"
+        self.house = LocalStreamHouse(
+            self.metadata_url, self.storage_url, segment_max_records=segment_max_records
+        )
+        self.house.create_schema()
+        self.house.create_topic(name, partitions)
+        self.organization_id = self.house.organization_id
+        self.expected: list[tuple[str, int, int, str | None, str, int]] = []
+        self.append(records_per_partition)
+
+    def append(self, per_partition: int) -> None:
+        """Append ``per_partition`` keyed records to every partition and make them readable."""
+        for partition in range(self.partitions):
+            start = self.house.next_offset(self.name, partition)
+            records = [
+                (f"k{offset % 4}", f"{self.name}/{partition}/{offset}")
+                for offset in range(start, start + per_partition)
+            ]
+            offsets = self.house.append(self.name, partition, records, flush=True)
+            for offset, (key, value) in zip(offsets, records, strict=True):
+                timestamp = self.house.clock_start_ms + offset * self.house.clock_step_ms
+                self.expected.append((self.name, partition, offset, key, value, timestamp))
+
+    def end_offsets(self) -> dict[int, int]:
+        """The next offset to be written in each partition."""
+        return {p: self.house.next_offset(self.name, p) for p in range(self.partitions)}
+
+    def committed(self, group: str) -> dict[int, int | None]:
+        """The offsets committed for ``group``, per partition."""
+        store = self.house.metadata()
+        return {p: store.committed_offset(group, self.name, p) for p in range(self.partitions)}
+
+    def read_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments of ``ReadFromStreamHouse`` for this topic."""
+        kwargs: dict[str, Any] = {
+            "metadata_url": self.metadata_url,
+            "storage_url": self.storage_url,
+            "organization_id": self.organization_id,
+            "max_poll_records": 4,
+            "poll_interval": 0.2,
+        }
+        kwargs.update(overrides)
+        return kwargs
+
+
+def record_tuple(record: Any) -> tuple[str, int, int, str | None, str, int]:
+    """A StreamHouseRecord as the tuple :attr:`Topic.expected` holds."""
+    key = None if record.key is None else record.key.decode()
+    return (
+        record.topic,
+        record.partition,
+        record.offset,
+        key,
+        record.value.decode(),
+        record.timestamp,
+    )
+
+
+class EventTimeMatchesRecord(beam.DoFn):  # type: ignore[misc]
+    """Emits ``record_tuple(record)`` when the element's event time is the record's timestamp."""
+
+    def process(self, record: Any, ts: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
+        if ts.micros != record.timestamp * 1000:
+            raise AssertionError(
+                f"event time {ts} is not the record timestamp {record.timestamp} ms of "
+                f"{record.topic}/{record.partition}@{record.offset}"
+            )
+        yield record_tuple(record)
+
+
+def wait_for(predicate: Any, *, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll ``predicate()`` until true; fail the test naming ``what`` after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _as_tuples(rows: list[Any]) -> list[tuple[Any, ...]]:
+    return sorted(tuple(row) for row in rows)
+
+
+def run_bounded_read(topic: Topic, pipeline_args: list[str], **read_overrides: Any) -> None:
+    """Read ``topic`` up to its latest offsets on a runner; assert the exact output."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from streamhouse_beam.beam import ReadFromStreamHouse
+    from streamhouse_beam.positions import StopPosition
+
+    kwargs = topic.read_kwargs(stop=StopPosition.latest(), **read_overrides)
+    with beam.Pipeline(options=PipelineOptions(pipeline_args)) as p:
+        out = p | ReadFromStreamHouse(topic.name, **kwargs) | beam.ParDo(EventTimeMatchesRecord())
+        assert_that(out, equal_to(list(topic.expected)))
+
+
+def run_streaming_read(
+    topic: Topic,
+    pipeline_args: list[str],
+    out: pathlib.Path,
+    *,
+    append_per_partition: int = 5,
+    while_running: Any = None,
+    timeout: float = 180.0,
+    **read_overrides: Any,
+) -> None:
+    """Tail ``topic`` on a runner, append records while it runs, and stop via ``max_records``.
+
+    The pipeline's ``max_records`` is what the topic holds plus what is appended, so it can
+    only finish by reading the appended records. ``while_running()``, when given, runs after
+    the initial records were read and before the append (e.g. to wait for committed offsets).
+    Asserts every record was emitted exactly once with its event time.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.runner import PipelineState
+
+    from streamhouse_beam.beam import ReadFromStreamHouse
+
+    initial = len(topic.expected)
+    total = initial + append_per_partition * topic.partitions
+    p = beam.Pipeline(options=PipelineOptions([*pipeline_args, "--streaming"]))
+    _ = (
+        p
+        | ReadFromStreamHouse(topic.name, **topic.read_kwargs(max_records=total, **read_overrides))
+        | beam.ParDo(EventTimeMatchesRecord())
+        | beam.ParDo(CollectToFile(str(out)))
+    )
+    result = p.run()
+    try:
+        wait_for(
+            lambda: len(read_collected(out)) >= initial,
+            timeout=timeout,
+            what=f"the first {initial} records (got {len(read_collected(out))})",
+        )
+        if while_running is not None:
+            while_running()
+        topic.append(append_per_partition)
+        result.wait_until_finish(duration=int(timeout * 1000))
+    finally:
+        if not PipelineState.is_terminal(result.state):
+            result.cancel()
+    assert result.state == PipelineState.DONE, f"pipeline ended in state {result.state}"
+    got = _as_tuples(read_collected(out))
+    assert len(got) == total, f"{len(got)} records emitted, {total} expected"
+    assert got == sorted(topic.expected)

@@ -1,17 +1,33 @@
 """ReadFromStreamHouse on Beam's FlinkRunner with an embedded Flink (``--flink_master=[local]``).
 
-The job server comes from ``.ci/fetch-runners`` (see ``flink-job-server.env`` in the cache for
-the Flink/Beam pairing); the SDK harness is this process (LOOPBACK).
+The job server comes from ``.ci/fetch-runners`` (``flink-job-server.env`` in the cache records
+the Flink/Beam pairing); the SDK harness is this process (LOOPBACK). Each pipeline starts its
+own job server JVM, so each test takes 10-20 s.
 """
 
 from __future__ import annotations
 
+import pathlib
+
 import apache_beam as beam
 import pytest
-from _runners_support import CountUpTo, ensure_runners, toy_sdf_expected
+from _runners_support import (
+    CollectToFile,
+    CountUpTo,
+    CountUpToDeferring,
+    EventTimeMatchesRecord,
+    Topic,
+    ensure_runners,
+    read_collected,
+    run_bounded_read,
+    run_streaming_read,
+    toy_sdf_expected,
+    wait_for,
+)
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
+from streamhouse_beam.beam import ReadFromStreamHouse
 from streamhouse_beam.testing import runners
 
 pytestmark = [pytest.mark.slow, pytest.mark.runner]
@@ -28,3 +44,95 @@ def test_flink_runs_a_toy_splittable_dofn() -> None:
     with beam.Pipeline(options=options) as p:
         out = p | beam.Create(sizes) | beam.ParDo(CountUpTo())
         assert_that(out, equal_to(toy_sdf_expected(sizes)))
+
+
+def test_flink_reads_a_bounded_multi_partition_topic_exactly(tmp_path: pathlib.Path) -> None:
+    topic = Topic(tmp_path, partitions=3, records_per_partition=30)
+    run_bounded_read(topic, runners.flink_pipeline_args(parallelism=2))
+
+
+def test_flink_streaming_read_picks_up_appended_records_until_max_records(
+    tmp_path: pathlib.Path,
+) -> None:
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    run_streaming_read(topic, runners.flink_pipeline_args(), tmp_path / "out.jsonl")
+
+
+def test_flink_runs_a_self_checkpointing_toy_sdf_with_flink_checkpoints(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The runner-side half of the checkpointing test: Flink checkpoints plus SDF residuals.
+    out = tmp_path / "out.jsonl"
+    sizes = [10, 20]
+    options = PipelineOptions(
+        runners.flink_pipeline_args(streaming=True, checkpointing_interval_ms=500)
+    )
+    p = beam.Pipeline(options=options)
+    _ = (
+        p
+        | beam.Create(sizes, reshuffle=False)
+        | beam.ParDo(CountUpToDeferring())
+        | beam.ParDo(CollectToFile(str(out)))
+    )
+    result = p.run()
+    try:
+        wait_for(
+            lambda: len(read_collected(out)) >= sum(sizes),
+            timeout=120,
+            what=f"{sum(sizes)} toy elements (got {len(read_collected(out))})",
+        )
+    finally:
+        result.cancel()
+    assert sorted(tuple(e) for e in read_collected(out)) == toy_sdf_expected(sizes)
+
+
+def test_flink_checkpoints_commit_consumed_offsets_through_the_group(
+    tmp_path: pathlib.Path,
+) -> None:
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    group = "flink-checkpointed"
+    assert topic.committed(group) == {0: None, 1: None}
+    out = tmp_path / "out.jsonl"
+    total = len(topic.expected) + 2 * 6
+    p = beam.Pipeline(
+        options=PipelineOptions(
+            runners.flink_pipeline_args(streaming=True, checkpointing_interval_ms=500)
+        )
+    )
+    _ = (
+        p
+        | ReadFromStreamHouse(
+            topic.name, **topic.read_kwargs(commit_offsets_group=group, max_records=total)
+        )
+        | beam.ParDo(EventTimeMatchesRecord())
+        | beam.ParDo(CollectToFile(str(out)))
+    )
+    result = p.run()
+    try:
+        # Flink finalizes a bundle when the checkpoint holding it completes: only then does
+        # the read commit the next offset to read, which for a caught-up reader is the end.
+        wait_for(
+            lambda: len(read_collected(out)) >= 24,
+            timeout=120,
+            what=f"the first 24 records (got {len(read_collected(out))})",
+        )
+        wait_for(
+            lambda: topic.committed(group) == {0: 12, 1: 12},
+            timeout=60,
+            what=f"commits of offset 12 (have {topic.committed(group)})",
+        )
+        topic.append(6)
+        wait_for(
+            lambda: len(read_collected(out)) >= total,
+            timeout=60,
+            what=f"{total} records (got {len(read_collected(out))})",
+        )
+        wait_for(
+            lambda: topic.committed(group) == {0: 18, 1: 18},
+            timeout=60,
+            what=f"commits of offset 18 (have {topic.committed(group)})",
+        )
+    finally:
+        # With checkpointing on, Beam keeps Flink's sources alive: the job never ends alone.
+        result.cancel()
+    assert sorted(tuple(e) for e in read_collected(out)) == sorted(topic.expected)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Iterator
 
 import apache_beam as beam
 import pytest
-from _runners_support import CountUpTo, toy_sdf_expected
+from _runners_support import (
+    CountUpTo,
+    Topic,
+    run_bounded_read,
+    run_streaming_read,
+    toy_sdf_expected,
+)
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -29,3 +36,38 @@ def test_portable_runner_runs_a_toy_splittable_dofn(
     with beam.Pipeline(options=options) as p:
         out = p | beam.Create(sizes) | beam.ParDo(CountUpTo())
         assert_that(out, equal_to(toy_sdf_expected(sizes)))
+
+
+def test_portable_runner_reads_a_bounded_multi_partition_topic_exactly(
+    job_service: runners.PortableJobService, tmp_path: pathlib.Path
+) -> None:
+    topic = Topic(tmp_path, partitions=3, records_per_partition=30)
+    run_bounded_read(topic, runners.portable_pipeline_args(job_service.endpoint))
+
+
+def test_portable_runner_streaming_read_picks_up_appended_records_until_max_records(
+    job_service: runners.PortableJobService, tmp_path: pathlib.Path
+) -> None:
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    # Beam's local job service executes with FnApiRunner, which runs one stage after the
+    # other: an unbounded partition-watching stage would have to finish before any partition
+    # reached the read. Listing the partitions once keeps the read itself unbounded.
+    run_streaming_read(
+        topic,
+        runners.portable_pipeline_args(job_service.endpoint),
+        tmp_path / "out.jsonl",
+        partition_discovery_interval=None,
+    )
+
+
+def test_portable_runner_commits_offsets_through_the_group(
+    job_service: runners.PortableJobService, tmp_path: pathlib.Path
+) -> None:
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    group = "portable-group"
+    run_bounded_read(
+        topic,
+        runners.portable_pipeline_args(job_service.endpoint),
+        commit_offsets_group=group,
+    )
+    assert topic.committed(group) == topic.end_offsets()

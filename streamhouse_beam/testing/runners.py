@@ -152,7 +152,10 @@ def flink_pipeline_args(
     Args:
         streaming: run in streaming mode (needed for unbounded reads).
         checkpointing_interval_ms: enable Flink checkpoints this often (Flink finalizes
-            bundles, and so commits offsets, when a checkpoint completes).
+            bundles, and so commits offsets, when a checkpoint completes). Bundles are then
+            finished before each checkpoint. Note that with checkpointing on, Beam keeps the
+            job's sources alive for checkpoints, so a streaming job does not end by itself:
+            cancel it (``result.cancel()``).
         parallelism: Flink's default parallelism (None: the job server's default, 1 here).
         extra: more options appended as they are.
 
@@ -179,6 +182,11 @@ def flink_pipeline_args(
         args.append(f"--flink_version={server.flink_version}")
     if checkpointing_interval_ms is not None:
         args.append(f"--checkpointing_interval={checkpointing_interval_ms}")
+        # By default Beam's Flink operators start a checkpoint at once and buffer the bundle's
+        # remaining output in it; a splittable DoFn that checkpoints itself after every batch
+        # then emits nothing at all (a toy OffsetRange SDF shows it). Finishing the bundle
+        # first flushes the output and ties bundle finalization (offset commits) to checkpoints.
+        args.append("--finish_bundle_before_checkpointing")
     if parallelism is not None:
         args.append(f"--parallelism={parallelism}")
     return args + _common_args(streaming=streaming, extra=extra)
