@@ -322,3 +322,51 @@ def run_streaming_read(
     got = _as_tuples(read_collected(out))
     assert len(got) == total, f"{len(got)} records emitted, {total} expected"
     assert got == sorted(topic.expected)
+
+
+def run_cli_read(topic: Topic, tmp_path: pathlib.Path, beam_args: list[str]) -> dict[str, Any]:
+    """Run ``streamhouse-beam read`` (the console script) with Beam options; check its output.
+
+    Asserts the JSON lines equal the topic's records and returns the ``--metrics-out`` JSON.
+    """
+    import base64
+    import sys
+
+    output = tmp_path / "cli-out.jsonl"
+    metrics = tmp_path / "cli-metrics.json"
+    script = pathlib.Path(sys.executable).with_name("streamhouse-beam")
+    proc = subprocess.run(
+        [
+            str(script),
+            "read",
+            "--metadata-url",
+            topic.metadata_url,
+            "--storage-url",
+            topic.storage_url,
+            "--organization",
+            topic.organization_id,
+            "--topic",
+            topic.name,
+            "--stop",
+            "latest",
+            "--output",
+            str(output),
+            "--metrics-out",
+            str(metrics),
+            *beam_args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"streamhouse-beam read failed:\n{proc.stderr[-4000:]}"
+    got = []
+    for line in output.read_text(encoding="utf-8").splitlines():
+        doc = json.loads(line)
+        key = None if doc["key"] is None else base64.b64decode(doc["key"]).decode()
+        value = base64.b64decode(doc["value"]).decode()
+        got.append((doc["topic"], doc["partition"], doc["offset"], key, value, doc["timestamp"]))
+    assert sorted(got) == sorted(topic.expected)
+    result: dict[str, Any] = json.loads(metrics.read_text(encoding="utf-8"))
+    return result

@@ -20,6 +20,7 @@ from _runners_support import (
     ensure_runners,
     read_collected,
     run_bounded_read,
+    run_cli_read,
     run_streaming_read,
     toy_sdf_expected,
     wait_for,
@@ -136,3 +137,21 @@ def test_flink_checkpoints_commit_consumed_offsets_through_the_group(
         # With checkpointing on, Beam keeps Flink's sources alive: the job never ends alone.
         result.cancel()
     assert sorted(tuple(e) for e in read_collected(out)) == sorted(topic.expected)
+
+
+def test_cli_read_runs_on_flink(tmp_path: pathlib.Path) -> None:
+    topic = Topic(tmp_path, partitions=2, records_per_partition=15)
+    server = runners.flink_job_server()
+    counters = run_cli_read(
+        topic,
+        tmp_path,
+        [
+            "--runner",
+            "FlinkRunner",
+            "--flink_master=[local]",
+            "--environment_type=LOOPBACK",
+            f"--flink_job_server_jar={server.jar}",
+            f"--flink_version={server.flink_version}",
+        ],
+    )
+    assert counters["records_read"] == len(topic.expected)

@@ -15,6 +15,7 @@ from _runners_support import (
     Topic,
     ensure_runners,
     run_bounded_read,
+    run_cli_read,
     run_streaming_read,
     toy_sdf_expected,
 )
@@ -57,3 +58,13 @@ def test_prism_finalized_bundles_commit_offsets_through_the_group(tmp_path: path
     group = "prism-group"
     run_bounded_read(topic, runners.prism_pipeline_args(), commit_offsets_group=group)
     assert topic.committed(group) == topic.end_offsets()
+
+
+def test_cli_read_runs_on_prism(tmp_path: pathlib.Path) -> None:
+    topic = Topic(tmp_path, partitions=2, records_per_partition=15)
+    counters = run_cli_read(
+        topic,
+        tmp_path,
+        ["--runner", "PrismRunner", f"--prism_location={runners.prism_binary()}"],
+    )
+    assert counters["records_read"] == len(topic.expected)
