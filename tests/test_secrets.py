@@ -314,3 +314,52 @@ def test_schema_registry_token_never_shows(in_url: bool, all_logs: _Logs) -> Non
     shown = "\n".join(f"{i.key}={i.value}" for i in DisplayData.create_from(transform).items)
     assert _leaks(shown) == []
     assert _leaks(all_logs.text) == []
+
+
+def test_cli_read_with_unreachable_postgres_hides_the_password(
+    all_logs: _Logs, tmp_path: Any
+) -> None:
+    pytest.importorskip("psycopg")
+    out = tmp_path / "out.jsonl"
+    status, output = _run_cli(
+        [
+            "read",
+            "--metadata-url",
+            _closed_port_url(),
+            "--storage-url",
+            "memory://secrets",
+            "--topic",
+            "t",
+            "--stop",
+            "latest",
+            "--output",
+            str(out),
+            f"--metrics-out={tmp_path / 'metrics.json'}",
+        ]
+    )
+    assert status != 0
+    assert output.strip()
+    assert _leaks(output) == []
+    assert _leaks(all_logs.text) == []
+    for written in tmp_path.iterdir():
+        assert _leaks(written.read_text(errors="replace")) == [], written.name
+
+
+def test_cli_read_refuses_a_storage_url_with_credentials_without_echoing_them(
+    tmp_path: Any,
+) -> None:
+    status, output = _run_cli(
+        [
+            "read",
+            "--metadata-url",
+            f"sqlite:///{tmp_path}/none.db",
+            "--storage-url",
+            f"s3://AKIA:{S3_SECRET}@bucket",
+            "--topic",
+            "t",
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
+    assert status != 0
+    assert _leaks(output) == []
