@@ -356,3 +356,60 @@ def test_damaged_segment_without_s3_checksum_is_refetched_once_by_the_reader(
         assert proxy.stats()[fault] == 1
     assert counters["records_read"] == PARTITIONS * PER_PARTITION
     assert counters.get("storage_retries", 0) == 0
+
+
+@pytest.mark.slow
+def test_cli_read_through_faults_is_exact_reports_retries_and_shows_no_secret(
+    moto: MotoServer,
+    s3_house: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import base64
+    import json
+    import logging
+
+    from streamhouse_beam.cli import main
+
+    caplog.set_level(logging.INFO)
+    # The CLI takes S3 settings from the standard environment, as a deployment would.
+    for name, value in moto.env().items():
+        monkeypatch.setenv(name, value)
+    out, metrics = tmp_path / "out.jsonl", tmp_path / "metrics.json"
+    with FaultProxy(
+        moto.endpoint_url, failure_rate=0.2, faults=["500", "503", "reset", "truncate"], seed=9
+    ) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        status = main(
+            [
+                "read",
+                "--metadata-url",
+                s3_house.metadata_url,
+                "--storage-url",
+                f"s3://{PIPE_BUCKET}",
+                "--topic",
+                PIPE_TOPIC,
+                "--stop",
+                "latest",
+                "--max-poll-records",
+                "25",
+                "--output",
+                str(out),
+                "--metrics-out",
+                str(metrics),
+            ]
+        )
+        injected = proxy.stats()["injected"]
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    got = sorted((r["partition"], r["offset"], base64.b64decode(r["value"])) for r in lines)
+    assert got == _expected()
+    counters = json.loads(metrics.read_text())
+    assert injected >= 1
+    assert 1 <= counters["storage_retries"] <= injected
+    secret = MotoServer.SECRET_KEY
+    for shown in (printed.out, printed.err, caplog.text, out.read_text(), metrics.read_text()):
+        assert secret not in shown
