@@ -209,3 +209,34 @@ def test_new_partitions_element_discovers_and_reads_partitions_created_later(
     assert [(o.value.partition, o.value.offset) for o in out] == [(1, 0), (1, 1)]
     restriction, _ = tracker.deferred_status()
     assert restriction.next_partition == 2 and dict(restriction.positions) == {1: 2}
+
+
+def test_reads_in_chunks_and_stops_at_the_time_bound(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=50, max_poll_seconds=0.001, stop=StopPosition.latest())
+    h.fn.read_chunk_records = 3
+    element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
+    restriction, wm = h.start(element)
+    reads = []
+    real_read = h.fn._reader(element.topic_partition).read
+
+    def counting_read(*args: Any) -> Any:
+        reads.append(args)
+        time.sleep(0.002)  # every read overruns the 1 ms bound
+        return real_read(*args)
+
+    h.fn._reader(element.topic_partition).read = counting_read  # type: ignore[method-assign]
+    out, tracker, _, _ = h.call(element, restriction, wm)
+    assert [o.value.offset for o in out] == [0, 1, 2] and len(reads) == 1
+    residual, delay = tracker.deferred_status()
+    assert residual == PartitionRestriction(3, 10) and delay == Duration(0)
+
+
+def test_several_chunks_fill_one_poll(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=8, stop=StopPosition.latest())
+    h.fn.read_chunk_records = 3
+    element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
+    restriction, wm = h.start(element)
+    out, tracker, _, _ = h.call(element, restriction, wm)
+    assert [o.value.offset for o in out] == list(range(8))
+    residual, _ = tracker.deferred_status()
+    assert residual == PartitionRestriction(8, 10)

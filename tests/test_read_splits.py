@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamhouse_beam import ReadFromStreamHouse, StopPosition
+from streamhouse_beam.beam.read_fn import ReadPartitionsFn
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.read_helpers import local_streamhouse, urls
 
@@ -124,9 +125,21 @@ def _write(
 @given(
     topics=st.lists(topic_spec, min_size=TOPICS_PER_PIPELINE, max_size=TOPICS_PER_PIPELINE),
     max_poll_records=st.integers(1, 6),
+    read_chunk=st.integers(1, 4),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_output_equals_input_under_random_splits(
+    topics: list[list[list[tuple[int, int]]]], max_poll_records: int, read_chunk: int, seed: int
+) -> None:
+    # Several reader calls per process() call, so splits also land between chunks.
+    ReadPartitionsFn.read_chunk_records = read_chunk
+    try:
+        _check_one_pipeline(topics, max_poll_records, seed)
+    finally:
+        ReadPartitionsFn.read_chunk_records = 1024
+
+
+def _check_one_pipeline(
     topics: list[list[list[tuple[int, int]]]], max_poll_records: int, seed: int
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:

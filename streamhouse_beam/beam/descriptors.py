@@ -126,6 +126,7 @@ class ReadConfig:
     prefetch_workers: int
     spill_dir: str | None
     max_poll_records: int
+    max_poll_seconds: float
     poll_interval: float
     max_delay_seconds: float
     partition_discovery_interval: float

@@ -1,3 +1,5 @@
+# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
+# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """The splittable DoFns that read StreamHouse partitions, and the partition discovery DoFns.
 
 :class:`ReadPartitionsFn` is its own :class:`~apache_beam.transforms.core.RestrictionProvider`
@@ -193,6 +195,9 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         config: the validated read configuration.
     """
 
+    #: Records per reader call; between calls the ``max_poll_seconds`` deadline is checked.
+    read_chunk_records = 1024
+
     def __init__(self, config: ReadConfig) -> None:
         self.config = config
         self._reset()
@@ -273,6 +278,8 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         """Remaining bytes, prorated from segment sizes the sizing reader already knows."""
         if isinstance(restriction, NewPartitionsRestriction):
             return 0.0 if restriction.done else 1.0
+        if not restriction.unbounded and restriction.start >= restriction.stop:
+            return 0.0
         tp = element.topic_partition
         with self._sizer_lock:
             sizer = self._sizers.get(tp)
@@ -449,7 +456,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
 
     def process(
         self,
-        element: PartitionDescriptor,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
         bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
         tracker: Any = beam.DoFn.RestrictionParam(),
         watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
@@ -475,45 +482,60 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             self._prefetch_bundle(tp)
         _pace((config.run_id, tp), config.poll_interval)
 
-        # Poll before claiming: the read may be slow and must not hold the tracker's lock.
         stop = None if restriction.unbounded else restriction.stop
         if stop is not None and start >= stop:
             _finish(tracker)
             return
-        batch = self._reader(tp).read(start, stop, config.max_poll_records)
-        self._count(batch)
-        records = batch.records
-
-        ended = False
-        # A timestamp stop on an open-ended read: end before the first record reaching it.
+        reader = self._reader(tp)
         limit_ts = _stop_timestamp(element, restriction)
-        if limit_ts is not None:
-            for i, rec in enumerate(records):
-                if rec[1] >= limit_ts:
-                    records = records[:i]
+        deadline = time.monotonic() + config.max_poll_seconds
+        pos = start
+        last: int | None = None
+        polled = 0
+        while True:
+            # Poll before claiming: the read may be slow and must not hold the tracker's lock.
+            want = min(config.max_poll_records - polled, self.read_chunk_records)
+            batch = reader.read(pos, stop, want)
+            self._count(batch)
+            records = batch.records
+            polled += len(records)
+            ended = False
+            if limit_ts is not None:
+                # A timestamp stop on an open-ended read: end before the first record reaching it.
+                for i, rec in enumerate(records):
+                    if rec[1] >= limit_ts:
+                        records = records[:i]
+                        ended = True
+                        break
+            granted = len(records)
+            if budget is not None and records:
+                granted = budget.take(len(records))
+                if granted < len(records):
+                    records = records[:granted]
                     ended = True
-                    break
-        granted = len(records)
-        if budget is not None and records:
-            granted = budget.take(len(records))
-            if granted < len(records):
-                records = records[:granted]
-                ended = True
-
-        outputs, last, claimed, split = self._outputs(tp, records, tracker)
-        if budget is not None and split:
-            budget.give_back(granted - claimed)
-        if self._metrics is not None and claimed:
-            self._metrics["records_read"].inc(claimed)
-        yield from outputs
-
-        if split:
-            self._after(element, tp, res, bundle_finalizer, last, start, batch)
-            return
-        if ended:
-            _finish(tracker)
-            self._after(element, tp, res, bundle_finalizer, last, start, batch)
-            return
+            outputs, chunk_last, claimed, split = self._outputs(tp, records, tracker)
+            if budget is not None and split:
+                budget.give_back(granted - claimed)
+            if self._metrics is not None and claimed:
+                self._metrics["records_read"].inc(claimed)
+            if chunk_last is not None:
+                last = chunk_last
+            yield from outputs
+            if split:
+                self._after(element, tp, res, bundle_finalizer, last, start, batch)
+                return
+            if ended:
+                _finish(tracker)
+                self._after(element, tp, res, bundle_finalizer, last, start, batch)
+                return
+            pos = batch.next_offset
+            if (
+                len(batch.records) < want
+                or polled >= config.max_poll_records
+                or (stop is not None and pos >= stop)
+                or time.monotonic() >= deadline
+            ):
+                break
 
         next_offset = batch.next_offset
         current_stop = tracker.current_restriction().stop

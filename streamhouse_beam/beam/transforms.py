@@ -1,3 +1,5 @@
+# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
+# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """``ReadFromStreamHouse`` and ``ReadAllFromStreamHouse``: the public read transforms.
 
 Pipeline shape::
@@ -81,6 +83,7 @@ def _build_config(
     metadata_options: object,
     max_records: object,
     max_poll_records: object,
+    max_poll_seconds: object,
     poll_interval: object,
     value_decoder: object,
     commit_offsets_group: object,
@@ -183,6 +186,7 @@ def _build_config(
         prefetch_workers=prefetch_workers,
         spill_dir=spill_dir,
         max_poll_records=_positive_int("max_poll_records", max_poll_records),
+        max_poll_seconds=_seconds("max_poll_seconds", max_poll_seconds, allow_zero=False),
         poll_interval=_seconds("poll_interval", poll_interval),
         max_delay_seconds=_seconds("max_delay_seconds", max_delay_seconds),
         partition_discovery_interval=_seconds(
@@ -199,8 +203,8 @@ def _build_config(
 
 
 def _read(
-    descriptors: beam.PCollection, config: ReadConfig, label: str, tailing: bool
-) -> beam.PCollection | beam.pvalue.DoOutputsTuple:
+    descriptors: beam.pvalue.PCollection, config: ReadConfig, label: str, tailing: bool
+) -> Any:
     pardo = beam.ParDo(TailPartitionsFn(config) if tailing else ReadPartitionsFn(config))
     if config.output == "rows":
         element_type: Any = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
@@ -254,6 +258,9 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             single-process runners). Ends unbounded reads too.
         max_poll_records: records read per ``process()`` call; each call then checkpoints, so
             this is the bundle granularity.
+        max_poll_seconds: a ``process()`` call stops reading (and checkpoints) once it has run
+            this long, even with fewer than ``max_poll_records`` records (checked between reads
+            of ``ReadPartitionsFn.read_chunk_records`` records).
         poll_interval: seconds between polls of a caught-up partition.
         value_decoder: ``None``/"bytes", "utf-8", "json", an ``AvroDecoder``, a
             ``SchemaRegistryDecoder`` or a callable ``f(bytes) -> object``.
@@ -289,6 +296,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         stop: StopPosition | None = None,
         max_records: int | None = None,
         max_poll_records: int = 500,
+        max_poll_seconds: float = 10.0,
         poll_interval: float = 1.0,
         value_decoder: object = None,
         commit_offsets_group: str | None = None,
@@ -330,6 +338,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             metadata_options=metadata_options,
             max_records=max_records,
             max_poll_records=max_poll_records,
+            max_poll_seconds=max_poll_seconds,
             poll_interval=poll_interval,
             value_decoder=value_decoder,
             commit_offsets_group=commit_offsets_group,
@@ -397,6 +406,7 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             "metadata_options": None,
             "max_records": None,
             "max_poll_records": 500,
+            "max_poll_seconds": 10.0,
             "poll_interval": 1.0,
             "value_decoder": None,
             "commit_offsets_group": None,
@@ -422,7 +432,7 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             metadata_url=metadata_url, partition_discovery_interval=0.0, **defaults
         )
 
-    def expand(self, pcoll: beam.PCollection) -> Any:
+    def expand(self, pcoll: beam.pvalue.PCollection) -> Any:
         start, stop = self.start, self.stop
         descriptors = pcoll | "ToDescriptors" >> beam.Map(
             lambda element: as_descriptor(element, start, stop)
