@@ -240,3 +240,24 @@ def test_several_chunks_fill_one_poll(topic: pathlib.Path) -> None:
     assert [o.value.offset for o in out] == list(range(8))
     residual, _ = tracker.deferred_status()
     assert residual == PartitionRestriction(8, 10)
+
+
+def test_first_call_of_a_bundle_prefetches_the_other_partitions_first_segments(
+    tmp_path: pathlib.Path,
+) -> None:
+    lsh = local_streamhouse(tmp_path, segment_max_records=4)
+    lsh.create_topic("t", 3)
+    for p in range(3):
+        lsh.append("t", p, [f"v{i}" for i in range(6)], flush=True)
+    h = Harness(tmp_path, max_poll_records=1, stop=StopPosition.latest(), prefetch_segments=0)
+    elements = [
+        PartitionDescriptor("t", p, StartPosition.earliest(), StopPosition.latest())
+        for p in range(3)
+    ]
+    states = [h.start(e) for e in elements]  # the runner plans every restriction first
+    cache = h.fn._res().cache
+    before = cache.stats().prefetches_issued
+    h.call(elements[0], *states[0])
+    assert cache.stats().prefetches_issued - before == 2  # partitions 1 and 2
+    h.call(elements[1], *states[1])  # same bundle: no second round
+    assert cache.stats().prefetches_issued - before == 2
