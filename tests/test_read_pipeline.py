@@ -315,3 +315,19 @@ def test_display_data_shows_configuration_without_secrets() -> None:
     shown = " ".join(items.values())
     assert "hunter2" not in shown and "s3cr3t" not in shown
     assert "aws_secret_access_key" in items["storage_options"]
+
+
+def test_each_application_of_a_transform_has_its_own_max_records_budget(
+    store: pathlib.Path,
+) -> None:
+    transform = ReadFromStreamHouse(
+        "orders", **urls(store), stop=StopPosition.latest(), max_records=7
+    )
+    name = new_sink()
+
+    def build(p: beam.Pipeline) -> None:
+        (p | "A" >> transform) | "CollectA" >> beam.ParDo(Collect(name))
+        (p | "B" >> transform) | "CollectB" >> beam.ParDo(Collect(name))
+
+    run(build)
+    assert len(sink(name)) == 14

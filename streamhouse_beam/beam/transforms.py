@@ -18,6 +18,7 @@ Every argument is validated when the transform is built; errors name the argumen
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -218,6 +219,12 @@ def _read(
     return result
 
 
+def _fresh_run(config: ReadConfig) -> ReadConfig:
+    # Each application gets its own run id, so a transform object applied in two pipelines
+    # (or twice in one) never shares a max_records budget or poll pacing between them.
+    return dataclasses.replace(config, run_id=uuid.uuid4().hex)
+
+
 def _display(config: ReadConfig) -> dict[str, Any]:
     items: dict[str, Any] = {
         k: DisplayDataItem(v, label=k.replace("_", " ")) for k, v in config.display().items()
@@ -357,7 +364,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         )
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
-        config = self.config
+        config = _fresh_run(self.config)
         topics = pbegin | "Topics" >> beam.Create(self.topics, reshuffle=False)
         descriptors = topics | "DiscoverPartitions" >> beam.ParDo(
             DiscoverPartitionsFn(config, self.start, self.stop)
@@ -437,7 +444,7 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         descriptors = pcoll | "ToDescriptors" >> beam.Map(
             lambda element: as_descriptor(element, start, stop)
         ).with_output_types(PartitionDescriptor)
-        return _read(descriptors, self.config, "ReadPartitions", self.stop is None)
+        return _read(descriptors, _fresh_run(self.config), "ReadPartitions", self.stop is None)
 
     def display_data(self) -> dict[str, Any]:
         items = _display(self.config)
