@@ -11,13 +11,18 @@ worker when the read is planned. Each ``process()`` call
 2. on a partition that was caught up at its previous poll, sleeps until ``poll_interval`` has
    passed since then (FnApiRunner resumes deferred residuals at once; runners that honour the
    deferral delay never sleep here), bounded by ``poll_interval``;
-3. reads up to ``max_poll_records`` records with :class:`PartitionReader` **before** claiming
-   anything, so a slow read never holds the tracker's lock during a split request;
+3. reads up to ``max_poll_records`` records with :class:`PartitionReader` (in calls of
+   ``read_chunk_records``, stopping early once ``max_poll_seconds`` have passed), each chunk
+   **before** claiming it, so a slow read never holds the tracker's lock during a split request;
 4. claims each record's offset (offsets may jump over compacted gaps) and emits it with its
    record timestamp as event time; a failed claim means a split took the rest: stop;
 5. claims the last offset the read scanned past (gaps, lost ranges), ends a bounded range by
    claiming its stop, and otherwise checkpoints with ``defer_remainder()`` — at once when more
    is readable, after ``poll_interval`` when caught up (and advances an idle watermark).
+
+The first call of each bundle hands the first segment of every other partition this worker has
+planned to the segment cache's background prefetch, so a worker pays one round trip for all of
+them instead of one per partition.
 
 With ``commit_offsets_group`` each call registers a bundle-finalization callback that commits
 the next offset to read for its partition once the runner has durably committed the bundle.
