@@ -9,7 +9,6 @@ one counted retry, and a bounded pipeline with 30% of requests failing reads exa
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,9 +23,9 @@ OBJECT = bytes(range(256)) * 129
 
 
 @pytest.fixture(scope="module")
-def gcs() -> Iterator[GcsEmulator]:
-    with GcsEmulator() as server:
-        yield server
+def gcs(gcs_emulator: GcsEmulator) -> GcsEmulator:
+    """The session's GCS emulator (this module's buckets are its own)."""
+    return gcs_emulator
 
 
 def _options(endpoint: str, **extra: Any) -> dict[str, Any]:

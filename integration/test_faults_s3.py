@@ -25,9 +25,9 @@ OBJECT = bytes(range(256)) * 257  # 65,792 bytes: big enough to cut in half
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
+def moto(moto_server: MotoServer) -> MotoServer:
+    """The session's moto_server (this module's buckets are its own)."""
+    return moto_server
 
 
 def _s3_options(moto: MotoServer, endpoint: str, **extra: Any) -> dict[str, Any]:
