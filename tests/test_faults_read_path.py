@@ -51,9 +51,9 @@ def _segments(house: LocalStreamHouse) -> list[SegmentInfo]:
 
 
 def _reader(
-    house: LocalStreamHouse, store: FaultyStore, **options: object
+    house: LocalStreamHouse, store: FaultyStore, prefetch_workers: int = 0, **options: object
 ) -> tuple[PartitionReader, SegmentCache]:
-    cache = SegmentCache(16 * 1024 * 1024, prefetch_workers=0)
+    cache = SegmentCache(16 * 1024 * 1024, prefetch_workers=prefetch_workers)
     reader = PartitionReader(
         house.metadata(),
         store,
@@ -94,9 +94,17 @@ def _expected_values(offsets: list[int]) -> list[bytes]:
 # --------------------------------------------------------------------------------------------
 
 
-def test_thirty_percent_transient_failures_read_exactly_once(house: LocalStreamHouse) -> None:
+# With prefetch threads the faults also hit background downloads, which must neither lose nor
+# duplicate anything.
+PREFETCH = pytest.mark.parametrize("prefetch_workers", [0, 4], ids=["no-prefetch", "prefetch"])
+
+
+@PREFETCH
+def test_thirty_percent_transient_failures_read_exactly_once(
+    house: LocalStreamHouse, prefetch_workers: int
+) -> None:
     store = FaultyStore(house.store, failure_rate=0.3, faults=TRANSIENT_FAULTS, seed=30)
-    reader, cache = _reader(house, store)
+    reader, cache = _reader(house, store, prefetch_workers)
     offsets, values, lost = _read_all(reader)
     assert offsets == list(range(RECORDS))
     assert values == _expected_values(offsets)
@@ -182,13 +190,14 @@ def test_a_flipped_byte_in_a_whole_segment_is_a_checksum_mismatch(
 # --------------------------------------------------------------------------------------------
 
 
+@PREFETCH
 def test_segment_deleted_mid_read_fails_naming_topic_partition_and_range(
-    house: LocalStreamHouse,
+    house: LocalStreamHouse, prefetch_workers: int
 ) -> None:
     segments = _segments(house)
     store = FaultyStore(house.store)
     store.delete_when_read(segments[1].key, segments[3].key, bucket=segments[3].bucket)
-    reader, cache = _reader(house, store)
+    reader, cache = _reader(house, store, prefetch_workers)
     delivered: list[int] = []
     with pytest.raises(DataLossError) as info:
         cur = 0
@@ -206,14 +215,15 @@ def test_segment_deleted_mid_read_fails_naming_topic_partition_and_range(
     cache.close()
 
 
+@PREFETCH
 def test_skip_policy_skips_the_lost_range_reports_it_and_logs_once(
-    house: LocalStreamHouse, caplog: pytest.LogCaptureFixture
+    house: LocalStreamHouse, caplog: pytest.LogCaptureFixture, prefetch_workers: int
 ) -> None:
     segments = _segments(house)
     lost_seg = segments[3]
     store = FaultyStore(house.store)
     store.delete_when_read(segments[1].key, lost_seg.key, bucket=lost_seg.bucket)
-    reader, cache = _reader(house, store, on_missing_segment="skip")
+    reader, cache = _reader(house, store, prefetch_workers, on_missing_segment="skip")
     caplog.set_level(logging.WARNING, logger="streamhouse_beam")
     offsets, values, lost = _read_all(reader)
     expected = [o for o in range(RECORDS) if not lost_seg.contains(o)]
