@@ -16,6 +16,7 @@ Guarantees checked, per partition, with ``C`` the offset committed when the firs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -103,9 +104,14 @@ def house(tmp_path: pathlib.Path) -> Iterator[LocalStreamHouse]:
         yield lsh
 
 
-def _committed(db_path: str) -> dict[int, int]:
+def _committed(db_path: str, *, wait: float = 0.2) -> dict[int, int]:
+    """The group's committed offsets; ``{}`` if the database stays locked for ``wait`` seconds.
+
+    A read-write connection on purpose: if the child died inside a commit transaction, the
+    first connection must roll its hot journal back, which a read-only one cannot do.
+    """
     try:
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=0.2) as conn:
+        with contextlib.closing(sqlite3.connect(db_path, timeout=wait)) as conn:
             rows = conn.execute(
                 "SELECT partition_id, committed_offset FROM consumer_offsets "
                 "WHERE group_id = ? AND topic = ?",
@@ -180,7 +186,7 @@ def test_killed_pipeline_restarts_from_its_commits_without_loss(
             os.killpg(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
 
-    committed = _committed(db_path)
+    committed = _committed(db_path, wait=10)
     first = _emitted(first_out)
     assert sum(committed.values()) >= 60
     assert len(first) < PARTITIONS * PER_PARTITION, "the kill came after the read finished"
@@ -204,4 +210,4 @@ def test_killed_pipeline_restarts_from_its_commits_without_loss(
         assert {o for o in first_p if o in set(second_p)} <= set(range(c, PER_PARTITION))
         assert set(first_p) | set(second_p) == set(range(PER_PARTITION))
     # The restart committed its own progress to the end.
-    assert _committed(db_path) == {p: PER_PARTITION for p in range(PARTITIONS)}
+    assert _committed(db_path, wait=10) == {p: PER_PARTITION for p in range(PARTITIONS)}
