@@ -218,8 +218,11 @@ def test_segment_deleted_from_s3_fails_the_pipeline_naming_the_lost_range(
 
 @pytest.mark.slow
 def test_skip_policy_reads_the_rest_and_counts_the_lost_range(
-    moto: MotoServer, s3_house: Any
+    moto: MotoServer, s3_house: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="streamhouse_beam")
     victim = s3_house.segments(PIPE_TOPIC, 2)[1]
     data = s3_house.store.get(victim.key)
     s3_house.store.delete(victim.key)
@@ -236,6 +239,9 @@ def test_skip_policy_reads_the_rest_and_counts_the_lost_range(
         s3_house.store.put(victim.key, data)
     assert counters["lost_ranges"] == 1
     assert counters["records_read"] == len(expected)
+    mentions = [r for r in caplog.records if victim.key in r.getMessage()]
+    assert len(mentions) == 1, [r.getMessage() for r in mentions]
+    assert f"{victim.base_offset}..{victim.end_offset}" in mentions[0].getMessage()
 
 
 class _Collect:
