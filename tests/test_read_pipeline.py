@@ -331,3 +331,8 @@ def test_each_application_of_a_transform_has_its_own_max_records_budget(
 
     run(build)
     assert len(sink(name)) == 14
+
+
+def test_kv_output_yields_key_value_pairs_like_read_from_kafka(store: pathlib.Path) -> None:
+    pairs = read(store, "orders", output="kv", stop=StopPosition.offsets({0: 2, 1: 0, 2: 0}))
+    assert sorted(pairs) == [(b"k0", b"o0-0"), (b"k1", b"o0-1")]

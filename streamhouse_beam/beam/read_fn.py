@@ -420,6 +420,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         append = out.append
         last: int | None = None
         as_rows = config.output == "rows"
+        as_kv = config.output == "kv"
         row_type = StreamHouseTextRow if decoder.name == "utf-8" else StreamHouseRow
         claimed = 0
         for offset, ts, key, raw in records:
@@ -454,6 +455,8 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                     continue
             if as_rows:
                 element: Any = row_type(topic, partition, offset, ts, key, value)  # type: ignore[arg-type]
+            elif as_kv:
+                element = (key, value)
             else:
                 element = StreamHouseRecord(topic, partition, offset, ts, key, value)
             append(beam.window.TimestampedValue(element, event_time))
@@ -676,6 +679,8 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         if config.output == "rows":
             row_type = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
             element: Any = row_type(tp.topic, tp.partition, offset, ts, key, value)  # type: ignore[arg-type]
+        elif config.output == "kv":
+            element = (key, value)
         else:
             element = StreamHouseRecord(tp.topic, tp.partition, offset, ts, key, value)
         return [beam.window.TimestampedValue(element, event_time)]

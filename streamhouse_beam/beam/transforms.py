@@ -19,6 +19,7 @@ Every argument is validated when the transform is built; errors name the argumen
 from __future__ import annotations
 
 import dataclasses
+import typing
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -53,7 +54,7 @@ from streamhouse_beam.records import StreamHouseRecord
 __all__ = ["OUTPUT_KINDS", "ReadAllFromStreamHouse", "ReadFromStreamHouse"]
 
 #: Accepted values of ``output``. A new kind is added here and in ``ReadPartitionsFn._outputs``.
-OUTPUT_KINDS: tuple[str, ...] = ("records", "rows")
+OUTPUT_KINDS: tuple[str, ...] = ("records", "rows", "kv")
 
 #: ``storage_url=None`` reads from S3 with each segment row's bucket and the usual AWS settings.
 DEFAULT_STORAGE_URL = "s3://"
@@ -209,6 +210,8 @@ def _read(
     pardo = beam.ParDo(TailPartitionsFn(config) if tailing else ReadPartitionsFn(config))
     if config.output == "rows":
         element_type: Any = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
+    elif config.output == "kv":
+        element_type = typing.Tuple[bytes | None, typing.Any]  # noqa: UP006
     else:
         element_type = StreamHouseRecord
     if not config.dead_letter:
@@ -273,7 +276,9 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             ``SchemaRegistryDecoder`` or a callable ``f(bytes) -> object``.
         commit_offsets_group: after each bundle is durably committed, commit the next offset to
             read per partition to this consumer group (never moving it backwards).
-        output: ``"records"`` (:class:`StreamHouseRecord`) or ``"rows"`` (Beam schema rows).
+        output: ``"records"`` (:class:`StreamHouseRecord`, the default), ``"rows"`` (Beam schema
+            rows for SQL and YAML) or ``"kv"`` (``(key, value)`` tuples, like ``ReadFromKafka``
+            without metadata). Event timestamps are the record timestamps in every kind.
         dead_letter: route undecodable records to a ``dead_letter`` output (then the result has
             ``.records`` and ``.dead_letter``) instead of failing the pipeline.
         max_delay_seconds: an idle, caught-up partition's watermark advances to now minus this.
