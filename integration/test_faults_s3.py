@@ -419,3 +419,68 @@ def test_cli_read_through_faults_is_exact_reports_retries_and_shows_no_secret(
     secret = MotoServer.SECRET_KEY
     for shown in (printed.out, printed.err, caplog.text, out.read_text(), metrics.read_text()):
         assert secret not in shown
+
+
+@pytest.mark.slow
+def test_tailing_read_through_faults_picks_up_new_segments_exactly_once(
+    moto: MotoServer, tmp_path: Any
+) -> None:
+    import threading
+    import time
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from streamhouse_beam.beam import ReadFromStreamHouse
+    from streamhouse_beam.testing.local import LocalStreamHouse
+
+    bucket = "faults-tailing"
+    store = open_store(f"s3://{bucket}", moto.credentials())
+    store.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    first, later = 30, 30
+    out = tmp_path / "out.txt"
+    with LocalStreamHouse(
+        f"sqlite:///{tmp_path}/metadata.db", store, bucket=bucket, segment_max_records=10
+    ) as house:
+        house.create_schema()
+        house.create_topic("tail", partitions=1)
+        house.append("tail", 0, [f"v{i}" for i in range(first)], flush=True)
+        with FaultProxy(moto.endpoint_url, failure_rate=0.3, seed=5, slow_seconds=1.0) as proxy:
+            pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+            _ = (
+                pipeline
+                | ReadFromStreamHouse(
+                    "tail",
+                    metadata_url=house.metadata_url,
+                    storage_url=f"s3://{bucket}",
+                    storage_options=_s3_options(moto, proxy.url),
+                    max_records=first + later,
+                    max_poll_records=5,
+                    poll_interval=0.2,
+                    cache_max_bytes=8 * 1024 * 1024 + 30,
+                )
+                | beam.Map(_Collect(str(out)))
+            )
+            errors: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    pipeline.run().wait_until_finish()
+                except BaseException as exc:  # reported by the main thread
+                    errors.append(exc)
+
+            runner = threading.Thread(target=run, daemon=True)
+            runner.start()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and runner.is_alive():
+                if out.exists() and len(out.read_text().splitlines()) >= first:
+                    break
+                time.sleep(0.05)
+            # Caught up: new segments arrive while the read polls through the faulty proxy.
+            for start in range(first, first + later, 10):
+                house.append("tail", 0, [f"v{i}" for i in range(start, start + 10)], flush=True)
+            runner.join(timeout=180)
+            assert not runner.is_alive() and errors == [], errors
+            assert proxy.stats()["injected"] >= 1
+    offsets = [int(line.split()[1]) for line in out.read_text().splitlines()]
+    assert sorted(offsets) == list(range(first + later))
