@@ -1,4 +1,6 @@
-"""An HTTP proxy that sits in front of an S3 endpoint (moto_server) and breaks some requests.
+"""An HTTP proxy that sits in front of an object-store endpoint and breaks some requests.
+
+It is made for moto_server (S3) and works the same in front of the GCS emulator.
 
 The proxy forwards each request to the upstream server, then — for a seeded, deterministic
 share of the requests whose method it is told to disturb — replaces the answer with one of
@@ -31,7 +33,7 @@ threads of one :class:`http.server.ThreadingHTTPServer` bound to 127.0.0.1 on a 
 with a bounded number of concurrent connections and bounded sleeps (``stop()`` cuts slow
 answers short). Use it as a context manager::
 
-    with FaultProxy(moto.url, failure_rate=0.3, seed=7) as proxy:
+    with FaultProxy(moto.endpoint_url, failure_rate=0.3, seed=7) as proxy:
         store = open_store("s3://bucket", {"endpoint_url": proxy.url, ...})
 """
 
@@ -110,7 +112,8 @@ class FaultProxy:
     Args:
         upstream: base URL of the real server, e.g. ``"http://127.0.0.1:5000"``.
         failure_rate: share of eligible requests that get a fault, in ``[0, 1]``.
-        faults: the fault kinds to choose from (uniformly), a subset of :data:`FAULTS`.
+        faults: the fault kinds to choose from (uniformly), a subset of :data:`ALL_FAULTS`
+            (default :data:`FAULTS`: the transient ones).
         seed: seed of the decision sequence.
         methods: HTTP methods eligible for faults; others always pass (so a test can upload
             through the proxy and only disturb reads).
