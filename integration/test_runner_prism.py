@@ -7,6 +7,9 @@ splitting logic in a way FnApiRunner never does.
 from __future__ import annotations
 
 import pathlib
+import threading
+import time
+from typing import Any
 
 import apache_beam as beam
 import pytest
@@ -68,3 +71,39 @@ def test_cli_read_runs_on_prism(tmp_path: pathlib.Path) -> None:
         ["--runner", "PrismRunner", f"--prism_location={runners.prism_binary()}"],
     )
     assert counters["records_read"] == len(topic.expected)
+
+
+def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_exact(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prism asks for a dynamic split when a bundle stops making progress.
+
+    The DoFn reads a batch before claiming it, so a slow read is exactly when a split can
+    take part of the range. LOOPBACK runs the SDK harness in this process, so the first read
+    of partition 0 is slowed here and the tracker's answers are recorded.
+    """
+    from streamhouse_beam import partition_reader
+    from streamhouse_beam.beam.restriction import PartitionRestrictionTracker
+
+    topic = Topic(tmp_path, partitions=2, records_per_partition=400, segment_max_records=50)
+    splits: list[tuple[float, Any]] = []
+    original_split = PartitionRestrictionTracker.try_split
+    original_read = partition_reader.PartitionReader.read
+    stalled = threading.Event()
+
+    def recording_split(self: Any, fraction: float) -> Any:
+        result = original_split(self, fraction)
+        splits.append((fraction, result))
+        return result
+
+    def stalling_read(self: Any, start: int, stop: int | None, max_records: int) -> Any:
+        if start == 0 and not stalled.is_set():
+            stalled.set()
+            time.sleep(8)  # long enough for Prism to see a bundle without progress
+        return original_read(self, start, stop, max_records)
+
+    monkeypatch.setattr(PartitionRestrictionTracker, "try_split", recording_split)
+    monkeypatch.setattr(partition_reader.PartitionReader, "read", stalling_read)
+    run_bounded_read(topic, runners.prism_pipeline_args(), max_poll_records=400)
+    dynamic = [(f, r) for f, r in splits if f > 0 and r is not None]
+    assert dynamic, f"Prism made no successful dynamic split (split calls: {splits})"
