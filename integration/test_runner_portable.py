@@ -49,14 +49,10 @@ def test_portable_runner_streaming_read_picks_up_appended_records_until_max_reco
     job_service: runners.PortableJobService, tmp_path: pathlib.Path
 ) -> None:
     topic = Topic(tmp_path, partitions=2, records_per_partition=12)
-    # Beam's local job service executes with FnApiRunner, which runs one stage after the
-    # other: an unbounded partition-watching stage would have to finish before any partition
-    # reached the read. Listing the partitions once keeps the read itself unbounded.
     run_streaming_read(
         topic,
         runners.portable_pipeline_args(job_service.endpoint),
         tmp_path / "out.jsonl",
-        partition_discovery_interval=None,
     )
 
 
