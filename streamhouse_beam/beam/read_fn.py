@@ -412,6 +412,11 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             True when a claim was refused because a split took the rest of the range.
         """
         config = self.config
+        if config.output == "batches":
+            # One Arrow batch for the whole chunk (streamhouse_beam.beam.batches).
+            from streamhouse_beam.beam.batches import claim_batch
+
+            return claim_batch(tp, records, tracker)
         decoder = config.decoder
         identity = decoder.identity
         topic, partition = tp
@@ -502,7 +507,11 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         polled = 0
         while True:
             # Poll before claiming: the read may be slow and must not hold the tracker's lock.
-            want = min(config.max_poll_records - polled, self.read_chunk_records)
+            # A batch is one element per read call, so batches read the whole poll at once.
+            chunk = (
+                config.max_poll_records if config.output == "batches" else self.read_chunk_records
+            )
+            want = min(config.max_poll_records - polled, chunk)
             batch = reader.read(pos, stop, want)
             self._count(batch)
             records = batch.records
@@ -625,11 +634,17 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 records = records[:granted]
             out: list[Any] = []
             last: int | None = None
+            as_batches = config.output == "batches"
             for rec in records:
                 if not tracker.try_claim(("offset", partition, rec[0])):
                     return
                 last = rec[0]
-                out.extend(self._convert(tp, rec))
+                if not as_batches:
+                    out.extend(self._convert(tp, rec))
+            if as_batches and records:
+                from streamhouse_beam.beam.batches import batch_element
+
+                out.append(batch_element(tp, records))
             if self._metrics is not None and records:
                 self._metrics["records_read"].inc(len(records))
             yield from out

@@ -54,7 +54,7 @@ from streamhouse_beam.records import StreamHouseRecord
 __all__ = ["OUTPUT_KINDS", "ReadAllFromStreamHouse", "ReadFromStreamHouse"]
 
 #: Accepted values of ``output``. A new kind is added here and in ``ReadPartitionsFn._outputs``.
-OUTPUT_KINDS: tuple[str, ...] = ("records", "rows", "kv")
+OUTPUT_KINDS: tuple[str, ...] = ("records", "rows", "kv", "batches")
 
 #: ``storage_url=None`` reads from S3 with each segment row's bucket and the usual AWS settings.
 DEFAULT_STORAGE_URL = "s3://"
@@ -139,6 +139,18 @@ def _build_config(
     if not isinstance(dead_letter, bool):
         raise TypeError(f"dead_letter must be a bool, got {dead_letter!r}")
     decoder = make_decoder(value_decoder)
+    if output == "batches":
+        if decoder.name != "bytes":
+            raise ValueError(
+                f"output='batches' carries raw value bytes; value_decoder {decoder!r} cannot "
+                "apply (use output='records', or decode the value column downstream)"
+            )
+        try:
+            import streamhouse_beam.beam.batches  # noqa: F401  (registers the batch coder)
+        except ImportError as exc:
+            raise ImportError(
+                "output='batches' needs pyarrow: pip install 'streamhouse-beam[arrow]'"
+            ) from exc
     if output == "rows" and decoder.name not in ("bytes", "utf-8"):
         raise ValueError(
             f"output='rows' carries bytes or text values; value_decoder {decoder!r} produces "
@@ -212,6 +224,10 @@ def _read(
         element_type: Any = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
     elif config.output == "kv":
         element_type = typing.Tuple[bytes | None, typing.Any]  # noqa: UP006
+    elif config.output == "batches":
+        import pyarrow
+
+        element_type = pyarrow.RecordBatch
     else:
         element_type = StreamHouseRecord
     if not config.dead_letter:
@@ -278,7 +294,10 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             read per partition to this consumer group (never moving it backwards).
         output: ``"records"`` (:class:`StreamHouseRecord`, the default), ``"rows"`` (Beam schema
             rows for SQL and YAML) or ``"kv"`` (``(key, value)`` tuples, like ``ReadFromKafka``
-            without metadata). Event timestamps are the record timestamps in every kind.
+            without metadata) or ``"batches"`` (one ``pyarrow.RecordBatch`` of up to
+            ``max_poll_records`` records per poll, raw bytes values; see
+            :mod:`streamhouse_beam.beam.batches`). Event timestamps are the record timestamps
+            (a batch's is its largest).
         dead_letter: route undecodable records to a ``dead_letter`` output (then the result has
             ``.records`` and ``.dead_letter``) instead of failing the pipeline.
         max_delay_seconds: an idle, caught-up partition's watermark advances to now minus this.
