@@ -1,0 +1,47 @@
+"""The benchmark harness runs end to end in --quick mode and writes its report and plots.
+
+No timing is asserted: this only proves ``make bench`` works (about 15 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_quick_harness_writes_report_with_every_ratio_and_plots(tmp_path: pathlib.Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run_all.py"),
+            "--quick",
+            "--records",
+            "20000",
+            "--partitions",
+            "2",
+            "--repeat",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = (tmp_path / "report.md").read_text()
+    for needle in (
+        "nproc",
+        "apache-beam 2.77",
+        "1. ReadFromStreamHouse vs ReadFromAvro",
+        "2. ReadFromStreamHouse vs bare SDF ceiling",
+        "3. batches vs ReadFromAvro",
+        "4. decode only vs fastavro",
+    ):
+        assert needle in report
+    for png in ("throughput_vs_max_poll_records.png", "throughput_vs_partitions.png"):
+        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
