@@ -133,12 +133,15 @@ def records_to_batch(topic: str, partition: int, records: Sequence[Record]) -> p
     if isinstance(partition, bool) or not isinstance(partition, int):
         raise TypeError(f"partition must be an int, got {type(partition).__name__} {partition!r}")
     n = len(records)
-    value_bytes = sum(len(r[3]) for r in records) if n else 0
-    key_bytes = sum(len(r[2]) for r in records if r[2] is not None) if n else 0
-    large = value_bytes > _BINARY_LIMIT or key_bytes > _BINARY_LIMIT
     if _records_to_columns_c is not None and type(records) is list:
-        columns = _columns_c(records, large)
+        try:
+            columns, large = _columns_c(records, False), False
+        except OverflowError:  # 2 GiB or more of keys or values: 64-bit binary offsets
+            columns, large = _columns_c(records, True), True
     else:
+        value_bytes = sum(len(r[3]) for r in records)
+        key_bytes = sum(len(r[2]) for r in records if r[2] is not None)
+        large = value_bytes > _BINARY_LIMIT or key_bytes > _BINARY_LIMIT
         columns = _columns_py(records, large)
     return pa.RecordBatch.from_arrays(
         [
