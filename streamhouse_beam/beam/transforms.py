@@ -26,6 +26,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.transforms.display import DisplayDataItem
+from apache_beam.transforms.window import GlobalWindows
 
 from streamhouse_beam.beam.coders import (
     DeadLetterRecord,
@@ -219,7 +220,9 @@ def _build_config(
 def _read(
     descriptors: beam.pvalue.PCollection, config: ReadConfig, label: str, tailing: bool
 ) -> Any:
-    pardo = beam.ParDo(TailPartitionsFn(config) if tailing else ReadPartitionsFn(config))
+    fn_type = TailPartitionsFn if tailing else ReadPartitionsFn
+    global_window = isinstance(descriptors.windowing.windowfn, GlobalWindows)
+    pardo = beam.ParDo(fn_type(config, global_window=global_window))
     if config.output == "rows":
         element_type: Any = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
     elif config.output == "kv":
