@@ -32,8 +32,6 @@ IPC stream: self-describing, versioned by Arrow itself and deterministic for a g
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +41,7 @@ from apache_beam import coders
 from apache_beam.coders import Coder
 from apache_beam.utils.timestamp import Timestamp
 
-from streamhouse_beam.beam.restriction import PartitionRestrictionTracker
+from streamhouse_beam.beam.claims import claim_prefix
 from streamhouse_beam.records import TopicPartition
 
 try:
@@ -159,38 +157,6 @@ def batch_event_time(batch: pa.RecordBatch) -> Timestamp:
     return Timestamp(micros=int(largest) * 1000)
 
 
-def _claim(records: list[Record], tracker: Any) -> int:
-    """Claim the longest prefix of ``records`` the restriction still holds; return its length.
-
-    Per-record claims cost a lock round trip each, more than building the batch. Claiming the
-    prefix's last offset covers every earlier one (the restriction is an offset range), so the
-    stop is read and the last offset below it claimed, under the thread-safe tracker's lock so
-    that no split can move the stop in between. When the records do not all fit, the first
-    one past the stop is attempted too (and refused), leaving the tracker exactly as
-    per-record claims would (``check_done`` sees the same last attempt).
-    """
-    inner = getattr(tracker, "_threadsafe_restriction_tracker", None)
-    lock = getattr(inner, "_lock", None)
-    if lock is None and not isinstance(tracker, PartitionRestrictionTracker):
-        # A wrapper this module does not know: per-record claims are exact whatever it does.
-        take = 0
-        for rec in records:
-            if not tracker.try_claim(rec[0]):
-                break
-            take += 1
-        return take
-    with lock if lock is not None else contextlib.nullcontext():
-        stop = tracker.current_restriction().stop
-        take = len(records)
-        if records[-1][0] >= stop:
-            take = bisect.bisect_left([r[0] for r in records], stop)
-        if take and not tracker.try_claim(records[take - 1][0]):
-            take = 0  # cannot happen under the lock; be exact regardless
-        elif take < len(records):
-            tracker.try_claim(records[take][0])
-    return take
-
-
 def claim_batch(
     tp: TopicPartition, records: list[Record], tracker: Any
 ) -> tuple[list[Any], int | None, int, bool]:
@@ -208,7 +174,7 @@ def claim_batch(
     """
     if not records:
         return [], None, 0, False
-    take = _claim(records, tracker)
+    take = claim_prefix(records, tracker)
     split = take < len(records)
     if not take:
         return [], None, 0, split

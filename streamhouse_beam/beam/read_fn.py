@@ -55,6 +55,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from streamhouse_beam.beam.claims import claim_prefix
 from streamhouse_beam.beam.coders import (
     DeadLetterRecord,
     StreamHouseRow,
@@ -428,22 +429,21 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         decoder = config.decoder
         identity = decoder.identity
         topic, partition = tp
-        try_claim = tracker.try_claim
+        # One claim for the chunk (streamhouse_beam.beam.claims), not one per record.
+        claimed = claim_prefix(records, tracker)
+        split = claimed < len(records)
+        if split:
+            records = records[:claimed]
+        last = records[-1][0] if records else None
         out: list[Any] = []
         append = out.append
-        last: int | None = None
         as_rows = config.output == "rows"
         as_kv = config.output == "kv"
         row_type = StreamHouseTextRow if decoder.name == "utf-8" else StreamHouseRow
         global_window = self.global_window
-        claimed = 0
         prev_ts: int | None = None
         event_time = Timestamp(0)
         for offset, ts, key, raw in records:
-            if not try_claim(offset):
-                return out, last, claimed, True
-            last = offset
-            claimed += 1
             if ts != prev_ts:  # records of one millisecond share their (immutable) Timestamp
                 event_time = Timestamp(micros=ts * 1000)
                 prev_ts = ts
@@ -482,7 +482,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 append(WindowedValue(element, event_time, _GLOBAL_WINDOWS))
             else:
                 append(beam.window.TimestampedValue(element, event_time))
-        return out, last, claimed, False
+        return out, last, claimed, split
 
     def process(
         self,
