@@ -261,3 +261,45 @@ def test_first_call_of_a_bundle_prefetches_the_other_partitions_first_segments(
     assert cache.stats().prefetches_issued - before == 2  # partitions 1 and 2
     h.call(elements[1], *states[1])  # same bundle: no second round
     assert cache.stats().prefetches_issued - before == 2
+
+
+class _CheckpointAfter:
+    """A tracker view whose runner checkpoints the restriction after ``n`` offset claims."""
+
+    def __init__(self, tracker: ThreadsafeRestrictionTracker, n: int) -> None:
+        self._tracker = tracker
+        self._view = RestrictionTrackerView(tracker)
+        self._left = n
+        self.residual: Any = None
+
+    def try_claim(self, position: Any) -> bool:
+        if isinstance(position, tuple) and position[0] == "offset":
+            if self._left == 0:
+                _, self.residual = self._tracker.try_split(0)
+            self._left -= 1
+        return self._view.try_claim(position)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._view, name)
+
+
+def test_new_partition_records_claimed_before_a_checkpoint_are_emitted_not_lost(
+    tmp_path: pathlib.Path,
+) -> None:
+    lsh = local_streamhouse(tmp_path)
+    lsh.create_topic("t", 1)
+    h = Harness(tmp_path, max_poll_records=50, partition_discovery_interval=0.01)
+    element = NewPartitionsDescriptor("t", 1)
+    restriction, wm = h.start(element)
+    _, tracker, _, _ = h.call(element, restriction, wm)
+    restriction, _ = tracker.deferred_status()
+    lsh.add_partitions("t", 2)
+    lsh.append("t", 1, ["n0", "n1", "n2", "n3"], flush=True)
+    time.sleep(0.02)
+    tracker = ThreadsafeRestrictionTracker(h.fn.create_tracker(restriction))
+    estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(wm))
+    view = _CheckpointAfter(tracker, 2)
+    out = list(h.fn.process(element, Finalizer(), view, estimator))
+    # The two records claimed before the checkpoint are emitted; the residual resumes at 2.
+    assert [(o.value.partition, o.value.offset) for o in out] == [(1, 0), (1, 1)]
+    assert dict(view.residual.positions) == {1: 2}

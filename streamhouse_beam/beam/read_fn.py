@@ -652,19 +652,27 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             out: list[Any] = []
             last: int | None = None
             as_batches = config.output == "batches"
+            claimed = 0
             for rec in records:
                 if not tracker.try_claim(("offset", partition, rec[0])):
-                    return
+                    break
+                claimed += 1
                 last = rec[0]
                 if not as_batches:
                     out.extend(self._convert(tp, rec))
-            if as_batches and records:
+            # Records claimed before a refused claim belong to this restriction: emit them, or
+            # they would be lost (the residual starts after the last successful claim).
+            if as_batches and claimed:
                 from streamhouse_beam.beam.batches import batch_element
 
-                out.append(batch_element(tp, records))
-            if self._metrics is not None and records:
-                self._metrics["records_read"].inc(len(records))
+                out.append(batch_element(tp, records[:claimed]))
+            if self._metrics is not None and claimed:
+                self._metrics["records_read"].inc(claimed)
             yield from out
+            if claimed < len(records):
+                if budget is not None:
+                    budget.give_back(len(records) - claimed)
+                return
             remaining -= len(records)
             if budget is not None and budget.exhausted:
                 self._after(element, tp, res, bundle_finalizer, last, offset, batch)
