@@ -237,7 +237,7 @@ class GcsStore(ObjectStore):
         client = getattr(self._local, "client", None)
         if client is not None:
             return client
-        from google.cloud import storage
+        from google.cloud import storage  # type: ignore[attr-defined]  # namespace package without stubs
 
         kwargs: dict[str, Any] = {"project": self.project}
         if self.endpoint:
