@@ -45,7 +45,7 @@ from streamhouse_beam.beam.read_fn import (
     ReadPartitionsFn,
     TailPartitionsFn,
 )
-from streamhouse_beam.cache import DEFAULT_CACHE_BYTES
+from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
 from streamhouse_beam.decoders import make_decoder
 from streamhouse_beam.errors import redact
 from streamhouse_beam.partition_reader import ReadOptions
@@ -308,7 +308,8 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             unbounded reads (new partitions are read from their earliest offset); ``None`` or
             ``0`` lists them once.
         cache_max_bytes: the per-worker segment cache budget.
-        prefetch_workers: background download threads of the cache.
+        prefetch_workers: background download threads of the cache (16: enough to fetch the
+            first segments of many partitions in one round trip).
         spill_dir: optional directory the cache spills evicted segments to.
         prefetch_segments: segments fetched ahead of the one being read.
         prefetch_threshold: share of a segment read before the next ones are prefetched.
@@ -339,7 +340,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         max_delay_seconds: float = 60.0,
         partition_discovery_interval: float | None = 30.0,
         cache_max_bytes: int = DEFAULT_CACHE_BYTES,
-        prefetch_workers: int = 4,
+        prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
         spill_dir: str | None = None,
         prefetch_segments: int = 2,
         prefetch_threshold: float = 0.8,
@@ -448,7 +449,7 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             "dead_letter": False,
             "max_delay_seconds": 60.0,
             "cache_max_bytes": DEFAULT_CACHE_BYTES,
-            "prefetch_workers": 4,
+            "prefetch_workers": DEFAULT_PREFETCH_WORKERS,
             "spill_dir": None,
             "prefetch_segments": 2,
             "prefetch_threshold": 0.8,
