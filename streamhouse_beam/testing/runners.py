@@ -19,17 +19,15 @@ Missing runners raise :class:`RunnerNotInstalledError` saying which command inst
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pathlib
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
-from typing import IO, Any
+
+from streamhouse_beam.testing.servers import _ChildServer
 
 __all__ = [
     "FlinkJobServer",
@@ -44,7 +42,6 @@ __all__ = [
     "prism_pipeline_args",
 ]
 
-_LOOPBACK = "127.0.0.1"
 _FETCH_HINT = "run `make runners` (or `bash .ci/fetch-runners`) to fetch it"
 
 
@@ -223,115 +220,65 @@ def portable_pipeline_args(
     return args + _common_args(streaming=streaming, extra=extra)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-class PortableJobService:
+class PortableJobService(_ChildServer):
     """Beam's local (Python) job service as a child process on a free loopback port.
 
     It serves the Job API that ``PortableRunner`` submits to, and runs each job with Beam's
     portable FnApiRunner talking to the SDK harness over gRPC (LOOPBACK: this process).
+    Start-up, logs and stopping are those of the test servers (:mod:`.servers`); readiness is
+    the gRPC port accepting connections.
 
     Args:
         startup_timeout: seconds to wait for the port to accept connections.
         python: the interpreter to run it with (default: this one).
     """
 
+    label = "job service"
+
     def __init__(self, *, startup_timeout: float = 60.0, python: str | None = None) -> None:
         if startup_timeout <= 0:
             raise ValueError(f"startup_timeout must be > 0, got {startup_timeout!r}")
-        self.startup_timeout = startup_timeout
+        super().__init__(startup_timeout=startup_timeout)
         self.python = python or sys.executable
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._log_path: pathlib.Path | None = None
         self._staging: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def endpoint(self) -> str:
         """``127.0.0.1:PORT``, for ``--job_endpoint``."""
-        return f"{_LOOPBACK}:{self.port}"
+        return f"{self.host}:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        """True while the child process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+    def _command(self, port: int) -> Sequence[str]:
+        if self._staging is None:
+            self._staging = tempfile.TemporaryDirectory(prefix="streamhouse-job-service-")
+        return [
+            self.python,
+            "-m",
+            "apache_beam.runners.portability.local_job_service_main",
+            f"--port={port}",
+            f"--staging_dir={self._staging.name}",
+        ]
 
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines the job service wrote."""
-        if self._log_path is None or not self._log_path.exists():
-            return "(no log)"
-        text = self._log_path.read_bytes().decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+    def _probe_target(self) -> str:
+        return self.endpoint
+
+    def _probe(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), 1):
+                return True
+        except OSError:
+            return False
 
     def start(self) -> PortableJobService:
         """Start the job service and wait until its port accepts connections."""
-        if self.running:
-            return self
-        self.port = _free_port()
-        self._staging = tempfile.TemporaryDirectory(prefix="streamhouse-job-service-")
-        fd, name = tempfile.mkstemp(prefix="streamhouse-job-service-", suffix=".log")
-        os.close(fd)
-        self._log_path = pathlib.Path(name)
-        self._log = open(self._log_path, "wb")  # noqa: SIM115 - lives as long as the child
-        self._proc = subprocess.Popen(
-            [
-                self.python,
-                "-m",
-                "apache_beam.runners.portability.local_job_service_main",
-                f"--port={self.port}",
-                f"--staging_dir={self._staging.name}",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                tail = self.log_tail()
-                self.stop()
-                raise RuntimeError(f"the job service exited with code {code}; log tail:\n{tail}")
-            with contextlib.suppress(OSError), socket.create_connection((_LOOPBACK, self.port), 1):
-                return self
-            if time.monotonic() > deadline:
-                tail = self.log_tail()
-                self.stop()
-                raise RuntimeError(
-                    f"the job service did not listen on {self.endpoint} within "
-                    f"{self.startup_timeout:.0f} s; log tail:\n{tail}"
-                )
-            time.sleep(0.1)
+        super().start()
+        return self
 
     def stop(self) -> None:
         """Stop the job service (terminate, then kill after 10 s) and remove its files."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._log_path is not None:
-            with contextlib.suppress(OSError):
-                self._log_path.unlink()
-            self._log_path = None
+        super().stop()
         if self._staging is not None:
             self._staging.cleanup()
             self._staging = None
 
     def __enter__(self) -> PortableJobService:
         return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

@@ -129,28 +129,37 @@ class _ChildServer:
         except OSError as exc:
             raise ServerStartError(f"could not start {self.label}: {exc}") from exc
 
+    def _probe_target(self) -> str:
+        """What readiness is probed at, for messages."""
+        return self.base_url + self._health_path()
+
+    def _probe(self) -> bool:
+        """True once the server answers; any HTTP answer counts as ready."""
+        try:
+            with urllib.request.urlopen(self._probe_target(), timeout=2) as response:
+                response.read()
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except (urllib.error.URLError, OSError):
+            return False
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        url = self.base_url + self._health_path()
+        target = self._probe_target()
         delay = 0.05
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 code = None if self._proc is None else self._proc.returncode
                 raise ServerStartError(
-                    f"{self.label} exited with code {code} before answering on {url}; "
+                    f"{self.label} exited with code {code} before answering on {target}; "
                     f"log tail:\n{self.log_tail()}"
                 )
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    response.read()
+            if self._probe():
                 return
-            except urllib.error.HTTPError:
-                return  # it answered HTTP, which is all readiness means here
-            except (urllib.error.URLError, OSError):
-                pass
             if time.monotonic() > deadline:
                 raise ServerStartError(
-                    f"{self.label} did not answer on {url} within {self.startup_timeout:.0f} s; "
+                    f"{self.label} did not answer on {target} within {self.startup_timeout:.0f} s; "
                     f"log tail:\n{self.log_tail()}"
                 )
             time.sleep(delay)
