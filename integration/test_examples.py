@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import collections
 import datetime
-import http.server
 import io
 import json
 import pathlib
 import struct
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +25,7 @@ from _runners_support import ensure_runners
 
 from streamhouse_beam.testing import runners
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse
+from streamhouse_beam.testing.registry import SchemaRegistryServer
 
 pytestmark = [pytest.mark.slow]
 
@@ -208,49 +207,11 @@ PAYMENT = {
 }
 
 
-class _Registry(http.server.BaseHTTPRequestHandler):
-    """Serves ``GET /schemas/schemas/ids/{id}`` like StreamHouse's unified server (spec §7.2)."""
-
-    schemas: dict[int, dict[str, Any]] = {}
-
-    def do_GET(self) -> None:
-        prefix = "/schemas/schemas/ids/"
-        schema_id = self.path[len(prefix) :]
-        if self.path.startswith(prefix) and schema_id.isdigit() and int(schema_id) in self.schemas:
-            code, body = 200, self.schemas[int(schema_id)]
-        else:
-            code, body = 404, {"error_code": 40401, "message": "Schema not found"}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture()
 def registry() -> Iterator[str]:
-    _Registry.schemas = {
-        21: {
-            "subject": "payments-value",
-            "version": 1,
-            "id": 21,
-            "schema": json.dumps(PAYMENT),
-            "schemaType": "AVRO",
-            "references": [],
-        }
-    }
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with SchemaRegistryServer() as server:
+        server.add(21, json.dumps(PAYMENT), subject="payments-value")
+        yield server.url
 
 
 def _framed(schema_id: int, record: dict[str, Any]) -> bytes:

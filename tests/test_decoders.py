@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import pickle
 import struct
-import threading
 from collections.abc import Iterator
 
 import fastavro
@@ -23,6 +21,7 @@ from streamhouse_beam.decoders import (
     make_decoder,
 )
 from streamhouse_beam.errors import DecodeError, SchemaRegistryError
+from streamhouse_beam.testing.registry import SchemaRegistryServer
 
 CLICK = {
     "type": "record",
@@ -99,96 +98,53 @@ def test_avro_decoder_refuses_an_invalid_schema_at_construction() -> None:
         AvroDecoder("{oops")
 
 
-class _Registry(http.server.BaseHTTPRequestHandler):
-    schemas: dict[int, dict[str, object]] = {}
-    hits: list[str] = []
-    fail_next: list[int] = []
-
-    def do_GET(self) -> None:
-        type(self).hits.append(self.path)
-        if type(self).fail_next:
-            self.send_response(type(self).fail_next.pop(0))
-            self.end_headers()
-            return
-        prefix = "/schemas/schemas/ids/"
-        body: object
-        if self.path.startswith(prefix) and int(self.path[len(prefix) :]) in self.schemas:
-            code, body = 200, self.schemas[int(self.path[len(prefix) :])]
-        elif self.path.startswith(prefix):
-            code, body = 404, {"error_code": 40401, "message": "Schema not found"}
-        else:
-            code, body = 400, {"error_code": 400, "message": "bad path"}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture()
-def registry() -> Iterator[str]:
-    _Registry.schemas = {
-        7: {
-            "subject": "clicks-value",
-            "version": 1,
-            "id": 7,
-            "schema": json.dumps(CLICK),
-            "schemaType": "AVRO",
-            "references": [],
-        },
-        8: {"subject": "j-value", "version": 1, "id": 8, "schema": "{}", "schemaType": "JSON"},
-        9: {"subject": "p-value", "version": 1, "id": 9, "schema": "x", "schemaType": "PROTOBUF"},
-    }
-    _Registry.hits = []
-    _Registry.fail_next = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def registry() -> Iterator[SchemaRegistryServer]:
+    with SchemaRegistryServer() as server:
+        server.add(7, json.dumps(CLICK), subject="clicks-value")
+        server.add(8, "{}", "JSON", subject="j-value")
+        server.add(9, "x", "PROTOBUF", subject="p-value")
+        yield server
 
 
-def test_registry_decoder_fetches_each_schema_once(registry: str) -> None:
-    decoder = SchemaRegistryDecoder(registry)
+def test_registry_decoder_fetches_each_schema_once(registry: SchemaRegistryServer) -> None:
+    decoder = SchemaRegistryDecoder(registry.url)
     one = framed(7, avro_datum(CLICK, {"user": "a", "n": 1}))
     two = framed(7, avro_datum(CLICK, {"user": "b", "n": 2}))
     assert decode(decoder, one) == {"user": "a", "n": 1}
     assert decode(decoder, two) == {"user": "b", "n": 2}
     assert decode(decoder, framed(8, b'{"k": 1}')) == {"k": 1}
-    assert _Registry.hits == ["/schemas/schemas/ids/7", "/schemas/schemas/ids/8"]
+    assert registry.hits == ["/schemas/schemas/ids/7", "/schemas/schemas/ids/8"]
 
 
-def test_registry_decoder_unknown_id_and_unframed_values_are_decode_errors(registry: str) -> None:
-    decoder = SchemaRegistryDecoder(registry)
+def test_registry_decoder_unknown_id_and_unframed_values_are_decode_errors(
+    registry: SchemaRegistryServer,
+) -> None:
+    decoder = SchemaRegistryDecoder(registry.url)
     with pytest.raises(DecodeError, match="schema id 99 is unknown"):
         decode(decoder, framed(99, b""))
     with pytest.raises(DecodeError, match="not schema-framed"):
         decode(decoder, b'{"plain": true}')
     with pytest.raises(DecodeError, match="PROTOBUF"):
         decode(decoder, framed(9, b"\x08\x01"))
-    assert decode(SchemaRegistryDecoder(registry, unframed="json"), b'{"p": 1}') == {"p": 1}
-    assert decode(SchemaRegistryDecoder(registry, unframed="bytes"), b"\x01raw") == b"\x01raw"
+    assert decode(SchemaRegistryDecoder(registry.url, unframed="json"), b'{"p": 1}') == {"p": 1}
+    assert decode(SchemaRegistryDecoder(registry.url, unframed="bytes"), b"\x01raw") == b"\x01raw"
 
 
-def test_registry_decoder_retries_5xx_then_succeeds(registry: str) -> None:
-    _Registry.fail_next = [503]
-    decoder = SchemaRegistryDecoder(registry, retries=2)
+def test_registry_decoder_retries_5xx_then_succeeds(registry: SchemaRegistryServer) -> None:
+    registry.fail_next = [503]
+    decoder = SchemaRegistryDecoder(registry.url, retries=2)
     assert decode(decoder, framed(7, avro_datum(CLICK, {"user": "c", "n": 5}))) == {
         "user": "c",
         "n": 5,
     }
 
 
-def test_registry_failures_raise_schema_registry_error_not_decode_error(registry: str) -> None:
-    _Registry.fail_next = [500, 500]
-    decoder = SchemaRegistryDecoder(registry, retries=1)
+def test_registry_failures_raise_schema_registry_error_not_decode_error(
+    registry: SchemaRegistryServer,
+) -> None:
+    registry.fail_next = [500, 500]
+    decoder = SchemaRegistryDecoder(registry.url, retries=1)
     with pytest.raises(SchemaRegistryError, match="HTTP 500"):
         decode(decoder, framed(7, b""))
     unreachable = SchemaRegistryDecoder("http://127.0.0.1:9", retries=0, timeout=2)
@@ -196,7 +152,9 @@ def test_registry_failures_raise_schema_registry_error_not_decode_error(registry
         decode(unreachable, framed(7, b""))
 
 
-def test_standalone_registry_mount_and_credentials_stay_out_of_repr(registry: str) -> None:
+def test_standalone_registry_mount_and_credentials_stay_out_of_repr(
+    registry: SchemaRegistryServer,
+) -> None:
     decoder = SchemaRegistryDecoder(
         "http://user:s3cret@127.0.0.1:1", mount="", headers={"Authorization": "Bearer tok3n"}
     )
