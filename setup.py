@@ -1,7 +1,8 @@
-"""Build hook for the optional C accelerator; all metadata lives in pyproject.toml.
+"""Build hook for the optional C accelerators; all metadata lives in pyproject.toml.
 
-``streamhouse_beam.segment._speedups`` speeds up record decoding and Arrow batch building.
-It is optional: without a working C compiler (or Python headers) the build prints a warning
+``streamhouse_beam.segment._speedups`` speeds up record decoding and Arrow batch building,
+``streamhouse_beam.beam._emit`` the building of records-mode output elements. Both are
+optional: without a working C compiler (or Python headers) the build prints a warning
 and installs the pure-Python package, which behaves identically, only slower. Set
 ``STREAMHOUSE_BEAM_NO_EXTENSIONS=1`` to skip the build deliberately.
 """
@@ -43,13 +44,17 @@ class OptionalBuildExt(build_ext):
 
 ext_modules = []
 if not os.environ.get("STREAMHOUSE_BEAM_NO_EXTENSIONS"):
-    ext_modules.append(
-        Extension(
-            "streamhouse_beam.segment._speedups",
-            sources=["streamhouse_beam/segment/_speedups.c"],
-            extra_compile_args=["-O3"] if sys.platform != "win32" else [],
-            optional=True,
+    for name, source in (
+        ("streamhouse_beam.segment._speedups", "streamhouse_beam/segment/_speedups.c"),
+        ("streamhouse_beam.beam._emit", "streamhouse_beam/beam/_emit.c"),
+    ):
+        ext_modules.append(
+            Extension(
+                name,
+                sources=[source],
+                extra_compile_args=["-O3"] if sys.platform != "win32" else [],
+                optional=True,
+            )
         )
-    )
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

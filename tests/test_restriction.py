@@ -134,8 +134,9 @@ def test_restriction_coder_refuses_unknown_versions() -> None:
 def test_watermark_is_monotonic_and_advances_when_idle() -> None:
     estimator = PartitionWatermarkEstimator(None)
     assert estimator.current_watermark() == MIN_TIMESTAMP
-    estimator.observe_timestamp(Timestamp(100))
-    estimator.observe_timestamp(Timestamp(50))
+    estimator.observe_event_time(100_000_000)
+    estimator.observe_event_time(50_000_000)
+    estimator.observe_timestamp(Timestamp(500))  # Beam's per-output call: chunks report instead
     assert estimator.current_watermark() == Timestamp(100)
     assert estimator.advance_idle(Timestamp(130), Duration(60)) == Timestamp(100)
     assert estimator.advance_idle(Timestamp(200), Duration(60)) == Timestamp(140)

@@ -45,7 +45,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -53,7 +53,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
-from apache_beam.utils.windowed_value import WindowedValue
 
 from streamhouse_beam.beam.claims import claim_prefix
 from streamhouse_beam.beam.coders import (
@@ -70,6 +69,7 @@ from streamhouse_beam.beam.descriptors import (
     budget_for,
     worker_resources,
 )
+from streamhouse_beam.beam.emit import check_event_time, timestamp_ms, windowed_records
 from streamhouse_beam.beam.restriction import (
     NewPartitionsRestriction,
     NewPartitionsTracker,
@@ -195,6 +195,18 @@ class _Committer:
         with _STATE_LOCK:
             if _COMMITTED.get(key, -1) < self.offset:
                 _COMMITTED[key] = self.offset
+
+
+def _largest_event_time(outputs: list[Any]) -> int | None:
+    """The largest event time (microseconds) among ``outputs``, or None for no outputs."""
+    largest: int | None = None
+    for out in outputs:
+        if isinstance(out, beam.pvalue.TaggedOutput):
+            out = out.value
+        micros = out.timestamp.micros
+        if largest is None or micros > largest:
+            largest = micros
+    return largest
 
 
 class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
@@ -413,76 +425,84 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
 
     def _outputs(
         self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]], tracker: Any
-    ) -> tuple[list[Any], int | None, int, bool]:
+    ) -> tuple[Iterable[Any], int | None, int, bool, int | None]:
         """Claim and convert ``records``.
 
         Returns:
-            ``(outputs, last claimed offset or None, records claimed, split)``; ``split`` is
-            True when a claim was refused because a split took the rest of the range.
+            ``(outputs, last claimed offset or None, records claimed, split, largest event
+            time of the outputs in microseconds or None)``; ``split`` is True when a claim was
+            refused because a split took the rest of the range.
         """
         config = self.config
         if config.output == "batches":
             # One Arrow batch for the whole chunk (streamhouse_beam.beam.batches).
             from streamhouse_beam.beam.batches import claim_batch
 
-            return claim_batch(tp, records, tracker)
-        decoder = config.decoder
-        identity = decoder.identity
-        topic, partition = tp
+            outputs, last, claimed, split = claim_batch(tp, records, tracker)
+            return outputs, last, claimed, split, _largest_event_time(outputs)
         # One claim for the chunk (streamhouse_beam.beam.claims), not one per record.
         claimed = claim_prefix(records, tracker)
         split = claimed < len(records)
         if split:
             records = records[:claimed]
-        last = records[-1][0] if records else None
+        if not records:
+            return [], None, 0, split, None
+        last = records[-1][0]
+        out, max_ms = self._convert_chunk(tp, records)
+        return out, last, claimed, split, max_ms * 1000
+
+    def _convert_chunk(
+        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]]
+    ) -> tuple[Iterable[Any], int]:
+        """The outputs of claimed ``records`` (made lazily) and their largest timestamp (ms)."""
+        config = self.config
+        decoder = config.decoder
+        topic, partition = tp
+        row_type: Any
+        if config.output == "kv":
+            row_type = None
+        elif config.output == "rows":
+            row_type = StreamHouseTextRow if decoder.name == "utf-8" else StreamHouseRow
+        else:
+            row_type = StreamHouseRecord
+        values: list[Any] | None = None
+        if not decoder.identity:
+            decode = decoder.decode_record
+            try:
+                values = [
+                    decode(raw, topic=topic, partition=partition, offset=offset)
+                    for offset, _, _, raw in records
+                ]
+            except DecodeError:
+                # Some value does not decode: go record by record, which counts it and routes
+                # it to the dead-letter output or raises, as configured.
+                return self._convert_each(tp, records)
+        if self.global_window:
+            # Ready-made WindowedValues: exactly what Beam makes of a TimestampedValue in the
+            # global window, without its per-element window assignment.
+            return windowed_records(records, values, topic, partition, row_type, _GLOBAL_WINDOWS)
         out: list[Any] = []
-        append = out.append
-        as_rows = config.output == "rows"
-        as_kv = config.output == "kv"
-        row_type = StreamHouseTextRow if decoder.name == "utf-8" else StreamHouseRow
-        global_window = self.global_window
-        prev_ts: int | None = None
-        event_time = Timestamp(0)
-        for offset, ts, key, raw in records:
-            if ts != prev_ts:  # records of one millisecond share their (immutable) Timestamp
-                event_time = Timestamp(micros=ts * 1000)
-                prev_ts = ts
-            if identity:
-                value: object = raw
-            else:
-                try:
-                    value = decoder.decode_record(
-                        raw, topic=topic, partition=partition, offset=offset
-                    )
-                except DecodeError as exc:
-                    if self._metrics is not None:
-                        self._metrics["decode_errors"].inc()
-                    if not config.dead_letter:
-                        raise
-                    append(
-                        beam.pvalue.TaggedOutput(
-                            DEAD_LETTER_TAG,
-                            beam.window.TimestampedValue(
-                                DeadLetterRecord(
-                                    topic, partition, offset, ts, key, raw, exc.reason
-                                ),
-                                event_time,
-                            ),
-                        )
-                    )
-                    continue
-            if as_rows:
-                element: Any = row_type(topic, partition, offset, ts, key, value)  # type: ignore[arg-type]
-            elif as_kv:
-                element = (key, value)
-            else:
-                element = StreamHouseRecord(topic, partition, offset, ts, key, value)
-            if global_window:
-                # Exactly what Beam makes of a TimestampedValue in the global window.
-                append(WindowedValue(element, event_time, _GLOBAL_WINDOWS))
-            else:
-                append(beam.window.TimestampedValue(element, event_time))
-        return out, last, claimed, split
+        max_ms = 0
+        for i, (offset, ts, key, raw) in enumerate(records):
+            check_event_time(ts, topic, partition, offset)
+            value = raw if values is None else values[i]
+            element = (
+                (key, value)
+                if row_type is None
+                else row_type(topic, partition, offset, ts, key, value)
+            )
+            out.append(beam.window.TimestampedValue(element, timestamp_ms(ts)))
+            max_ms = max(max_ms, ts)
+        return out, max_ms
+
+    def _convert_each(
+        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]]
+    ) -> tuple[list[Any], int]:
+        """:meth:`_convert_chunk` one record at a time (a chunk holding undecodable values)."""
+        out: list[Any] = []
+        for rec in records:
+            out.extend(self._convert(tp, rec))
+        return out, max((rec[1] for rec in records), default=0)
 
     def process(
         self,
@@ -547,7 +567,10 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 if granted < len(records):
                     records = records[:granted]
                     ended = True
-            outputs, chunk_last, claimed, split = self._outputs(tp, records, tracker)
+            outputs, chunk_last, claimed, split, event_micros = self._outputs(tp, records, tracker)
+            if event_micros is not None:
+                # Before the outputs leave: the estimator ignores Beam's per-output calls.
+                watermark_estimator.observe_event_time(event_micros)
             if budget is not None and split:
                 budget.give_back(granted - claimed)
             if self._metrics is not None and claimed:
@@ -660,6 +683,11 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 last = rec[0]
                 if not as_batches:
                     out.extend(self._convert(tp, rec))
+            if claimed:
+                # Before the outputs leave: the estimator ignores Beam's per-output calls.
+                watermark_estimator.observe_event_time(
+                    max(rec[1] for rec in records[:claimed]) * 1000
+                )
             # Records claimed before a refused claim belong to this restriction: emit them, or
             # they would be lost (the residual starts after the last successful claim).
             if as_batches and claimed:
@@ -697,7 +725,8 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         """One record's outputs (no claim): the record, or its dead-letter entry."""
         config = self.config
         offset, ts, key, raw = rec
-        event_time = Timestamp(micros=ts * 1000)
+        check_event_time(ts, tp.topic, tp.partition, offset)
+        event_time = timestamp_ms(ts)
         try:
             value = config.decoder.decode_record(
                 raw, topic=tp.topic, partition=tp.partition, offset=offset

@@ -1,0 +1,129 @@
+"""Records-mode output elements (streamhouse_beam.beam.emit): C and Python paths agree."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import pytest
+from apache_beam.transforms.window import GlobalWindow, IntervalWindow
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamhouse_beam.beam import emit
+from streamhouse_beam.beam.coders import StreamHouseRow, StreamHouseTextRow
+from streamhouse_beam.errors import StreamHouseError
+from streamhouse_beam.records import StreamHouseRecord
+
+GLOBAL = (GlobalWindow(),)
+MAX_MS = (2**63 - 1) // 1000
+
+records_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 2**64 - 1),
+        st.integers(0, MAX_MS),
+        st.none() | st.binary(max_size=20),
+        st.binary(max_size=40),
+    ),
+    max_size=60,
+)
+
+
+def _flat(outputs: Any) -> list[tuple[Any, ...]]:
+    return [(type(o.value), o.value, o.timestamp, o.windows, o.pane_info) for o in outputs]
+
+
+def test_the_accelerator_is_used_on_this_machine() -> None:
+    # CI builds the extension; a silent fallback would only show up as a slow benchmark.
+    assert emit.ACCELERATED
+
+
+def test_a_directly_filled_timestamp_equals_beams_own() -> None:
+    for ms in (0, 1, 999, 1000, 1_767_225_600_123, MAX_MS):
+        direct, built = emit.timestamp_ms(ms), Timestamp(micros=ms * 1000)
+        assert direct == built and hash(direct) == hash(built)
+        assert direct.micros == ms * 1000 and repr(direct) == repr(built)
+        assert direct.to_utc_datetime() == built.to_utc_datetime() if ms < 2**40 else True
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=records_strategy, row=st.sampled_from([StreamHouseRecord, StreamHouseRow, None]))
+def test_c_and_python_outputs_are_identical(records: list[Any], row: Any) -> None:
+    got, got_max = emit.windowed_records(list(records), None, "t", 4, row, GLOBAL)
+    want, want_max = emit.windowed_records_py(list(records), None, "t", 4, row, GLOBAL)
+    assert got_max == want_max == max((r[1] for r in records), default=0)
+    assert _flat(got) == _flat(want)
+
+
+def test_outputs_carry_the_record_its_event_time_and_the_given_windows() -> None:
+    window = IntervalWindow(0, 10)
+    records = [(5, 1_000, b"k", b"a"), (6, 1_000, None, b"b"), (9, 2_500, b"k2", b"c")]
+    outputs, largest = emit.windowed_records(
+        records, None, "topic", 2, StreamHouseRecord, (window,)
+    )
+    outs = list(outputs)
+    assert largest == 2_500
+    assert [o.value for o in outs] == [
+        StreamHouseRecord("topic", 2, 5, 1_000, b"k", b"a"),
+        StreamHouseRecord("topic", 2, 6, 1_000, None, b"b"),
+        StreamHouseRecord("topic", 2, 9, 2_500, b"k2", b"c"),
+    ]
+    assert all(isinstance(o, WindowedValue) and o.windows == (window,) for o in outs)
+    assert [o.timestamp for o in outs] == [Timestamp(1), Timestamp(1), Timestamp(2.5)]
+    assert outs[0].timestamp is outs[1].timestamp  # one Timestamp per millisecond
+
+
+def test_decoded_values_and_kv_pairs_replace_the_raw_bytes() -> None:
+    records = [(0, 10, b"k", b"raw0"), (1, 11, None, b"raw1")]
+    rows, _ = emit.windowed_records(records, ["v0", "v1"], "t", 0, StreamHouseTextRow, GLOBAL)
+    assert [o.value for o in rows] == [
+        StreamHouseTextRow("t", 0, 0, 10, b"k", "v0"),
+        StreamHouseTextRow("t", 0, 1, 11, None, "v1"),
+    ]
+    pairs, _ = emit.windowed_records(records, None, "t", 0, None, GLOBAL)
+    assert [o.value for o in pairs] == [(b"k", b"raw0"), (None, b"raw1")]
+
+
+def test_outputs_are_made_lazily_and_the_input_list_may_change_meanwhile() -> None:
+    records = [(i, i, None, b"x") for i in range(100)]
+    outputs, _ = emit.windowed_records(records, None, "t", 0, StreamHouseRecord, GLOBAL)
+    assert outputs.__length_hint__() == 100 if emit.ACCELERATED else True
+    first = next(iter(outputs))
+    records.clear()  # the iterator holds its own copy
+    rest = list(outputs)
+    assert first.value.offset == 0 and [o.value.offset for o in rest] == list(range(1, 100))
+
+
+def test_a_timestamp_beyond_beams_range_names_the_record() -> None:
+    records = [(1, 5, None, b"ok"), (2, MAX_MS + 1, None, b"late")]
+    for build in (emit.windowed_records, emit.windowed_records_py):
+        with pytest.raises(StreamHouseError, match=r"'t' partition 3 offset 2 has timestamp"):
+            build(records, None, "t", 3, StreamHouseRecord, GLOBAL)
+
+
+def test_malformed_records_raise_type_errors_before_any_output() -> None:
+    if not emit.ACCELERATED:
+        pytest.skip("the C argument checks")
+    from streamhouse_beam.beam._emit import windowed_records  # type: ignore[import-not-found]
+
+    args = ("t", 0, StreamHouseRecord, False, WindowedValue, Timestamp, GLOBAL)
+    with pytest.raises(TypeError, match=r"records\[1\]"):
+        windowed_records([(0, 0, None, b""), (1, 2)], None, *args)
+    with pytest.raises(TypeError, match="values must be"):
+        windowed_records([(0, 0, None, b"")], [], *args)
+    with pytest.raises(TypeError, match="row_type"):
+        windowed_records([], None, "t", 0, dict, False, WindowedValue, Timestamp, GLOBAL)
+
+
+def test_abandoned_iterators_free_what_they_hold() -> None:
+    records = [(i, i, None, b"x" * 10) for i in range(50)]
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(200):
+        outputs, _ = emit.windowed_records(records, None, "t", 0, StreamHouseRecord, GLOBAL)
+        next(iter(outputs))
+    del outputs
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50
