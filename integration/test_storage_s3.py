@@ -21,7 +21,7 @@ from streamhouse_beam.errors import (
 )
 from streamhouse_beam.storage import open_store
 from streamhouse_beam.storage.s3 import S3Store
-from streamhouse_beam.testing.faults import FaultProxy
+from streamhouse_beam.testing.fault_proxy import FaultProxy
 from streamhouse_beam.testing.servers import MotoServer
 from tests.storage_contract import StoreContract
 

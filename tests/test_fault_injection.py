@@ -1,4 +1,5 @@
-"""The fault injectors themselves: FaultyStore and FaultProxy do what the reliability tests rely on."""
+"""The fault injectors themselves: FaultyStore and FaultProxy do what the reliability and storage
+tests rely on."""
 
 from __future__ import annotations
 
@@ -104,7 +105,16 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(PAYLOAD)))
         self.end_headers()
-        self.wfile.write(PAYLOAD)
+        if self.command != "HEAD":
+            self.wfile.write(PAYLOAD)
+
+    do_HEAD = do_GET
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 @pytest.fixture
@@ -117,13 +127,15 @@ def upstream() -> Iterator[str]:
     server.server_close()
 
 
-def _fetch(url: str) -> tuple[str, bytes | int]:
+def _fetch(url: str, method: str = "GET") -> tuple[str, bytes | int]:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=0.5)
     try:
-        conn.request("GET", "/obj")
+        conn.request(method, "/obj", body=b"upload" if method == "PUT" else None)
         resp = conn.getresponse()
         body = resp.read()
+        if method == "HEAD" and resp.status == 200:
+            return ("ok", int(resp.getheader("Content-Length") or -1))
         return ("ok", body) if resp.status == 200 else ("status", resp.status)
     except http.client.IncompleteRead:
         return ("incomplete", 0)
@@ -177,3 +189,63 @@ def test_queued_faults_hit_the_next_requests_in_order(upstream: str) -> None:
         assert _fetch(proxy.endpoint_url) == ("status", 403)
         assert _fetch(proxy.endpoint_url) == ("ok", PAYLOAD)
         assert (proxy.requests_seen, proxy.faults_served, proxy.pending()) == (3, 2, 0)
+
+
+def test_proxy_is_transparent_until_told_to_fail(upstream: str) -> None:
+    with FaultProxy(upstream) as proxy:
+        results = [_fetch(proxy.url, method) for method in ("GET", "HEAD", "PUT") * 5]
+        assert results == [("ok", PAYLOAD), ("ok", len(PAYLOAD)), ("ok", b"")] * 5
+        assert proxy.stats()["injected"] == 0
+
+
+def test_queued_faults_can_wait_for_a_method(upstream: str) -> None:
+    with FaultProxy(upstream) as proxy:
+        proxy.inject("503", methods=["PUT"])
+        proxy.inject("500")
+        assert _fetch(proxy.url, "GET") == ("status", 500)  # the PUT-only fault waits
+        assert _fetch(proxy.url, "HEAD") == ("ok", len(PAYLOAD))
+        assert _fetch(proxy.url, "PUT") == ("status", 503)
+        assert proxy.history == [("GET /obj", "500"), ("HEAD /obj", None), ("PUT /obj", "503")]
+
+
+def test_random_faults_hit_only_the_methods_named_per_kind(upstream: str) -> None:
+    with FaultProxy(
+        upstream,
+        failure_rate=1.0,
+        faults=["503", "truncate"],
+        methods=["GET", "HEAD", "PUT"],
+        fault_methods={"truncate": ["GET"]},
+        seed=1,
+    ) as proxy:
+        for method in ("GET", "HEAD", "PUT") * 10:
+            _fetch(proxy.url, method)
+        served = {(line.split()[0], fault) for line, fault in proxy.history}
+        assert served == {("GET", "503"), ("GET", "truncate"), ("HEAD", "503"), ("PUT", "503")}
+
+
+def test_truncate_on_an_answer_without_body_is_served_and_counted_as_500(upstream: str) -> None:
+    with FaultProxy(upstream) as proxy:
+        proxy.inject("truncate", "truncate")
+        assert _fetch(proxy.url, "HEAD") == ("status", 500)
+        assert _fetch(proxy.url, "PUT") == ("status", 500)
+        assert (proxy.stats()["truncate"], proxy.stats()["500"]) == (0, 2)
+        assert [fault for _line, fault in proxy.history] == ["500", "500"]
+
+
+def test_silent_fault_on_a_head_passes_untouched_and_uncounted(upstream: str) -> None:
+    with FaultProxy(upstream) as proxy:
+        proxy.inject("flip", "short")
+        assert _fetch(proxy.url, "HEAD") == ("ok", len(PAYLOAD))
+        # The HEAD used up the flip; the GET gets the next queued fault.
+        assert _fetch(proxy.url, "GET") == ("ok", PAYLOAD[: len(PAYLOAD) // 2])
+        assert (proxy.stats()["flip"], proxy.stats()["short"], proxy.injected) == (0, 1, 1)
+        assert proxy.history == [("HEAD /obj", None), ("GET /obj", "short")]
+
+
+def test_proxy_rejects_bad_method_arguments(upstream: str) -> None:
+    with pytest.raises(ValueError, match="fault_methods"):
+        FaultProxy(upstream, faults=["503"], fault_methods={"truncate": ["GET"]})
+    with pytest.raises(TypeError, match="methods"):
+        FaultProxy(upstream, methods="GET")
+    with pytest.raises(ValueError, match="methods"):
+        FaultProxy(upstream).inject("503", methods=[])

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from streamhouse_beam.testing.faults import FaultProxy
+from streamhouse_beam.testing.fault_proxy import FaultProxy
 from streamhouse_beam.testing.servers import (
     ServerStartError,
     _ChildServer,

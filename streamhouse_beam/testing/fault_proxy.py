@@ -1,19 +1,20 @@
-"""An HTTP proxy that sits in front of an object-store endpoint and breaks some requests.
+"""An HTTP proxy on 127.0.0.1 that sits in front of an object-store endpoint and breaks requests.
 
-It is made for moto_server (S3) and works the same in front of the GCS emulator.
+It is made for moto_server (S3) and works the same in front of the GCS emulator. It is the one
+fault-injecting proxy of the project: the storage backends' retry tests queue exact faults
+with :meth:`FaultProxy.inject`, the reliability tests let it fail a seeded share of requests.
 
-The proxy forwards each request to the upstream server, then — for a seeded, deterministic
-share of the requests whose method it is told to disturb — replaces the answer with one of
-the faults a real object store or network produces:
+The proxy forwards each request to the upstream server, except that chosen requests get one
+of the faults a real object store or network produces instead:
 
 =============  ================================================================================
 ``"500"``      an S3-style ``InternalError`` answer with status 500
 ``"503"``      an S3-style ``SlowDown`` answer with status 503 (throttling)
 ``"reset"``    the connection is closed with a TCP reset and no answer at all
-``"truncate"`` the upstream status and headers with the real ``Content-Length``, then only part
-               of the body before the connection is closed (answers without a body get a 500)
+``"truncate"`` the upstream status and headers with the real ``Content-Length``, then only half
+               of the body before the connection is reset (see *Answers without a body*)
 ``"slow"``     nothing is sent for ``slow_seconds`` (set it above the client's read timeout),
-               then the connection is closed
+               then the connection is reset
 ``"429"``      ``TooManyRequests`` with status 429 (only when queued or listed in ``faults``)
 ``"403"``      ``AccessDenied`` with status 403 — a permanent error, for tests of the
                not-retried path (only when queued or listed in ``faults``)
@@ -23,18 +24,53 @@ the faults a real object store or network produces:
                match — a silent truncation the HTTP layer cannot see (queued or listed only)
 =============  ================================================================================
 
-Besides the random share, :meth:`FaultProxy.inject` queues faults for the very next requests
-(of any method), one per request, in order — for tests that need one exact fault.
+The status faults, ``"reset"`` and ``"slow"`` never reach the upstream (the request is lost
+on the way); ``"truncate"``, ``"flip"`` and ``"short"`` are forwarded first, so the upstream
+acts on the request (a PUT is stored) and only its answer is damaged.
 
-Fault decisions come from ``random.Random(seed)`` drawn once per request in arrival order, so
-a single-threaded client sees the same faults run after run; :meth:`FaultProxy.stats` counts
-what was injected so tests can check that faults really happened. Everything runs on
-threads of one :class:`http.server.ThreadingHTTPServer` bound to 127.0.0.1 on a free port,
-with a bounded number of concurrent connections and bounded sleeps (``stop()`` cuts slow
-answers short). Use it as a context manager::
+Which requests get a fault
+    *Queued*: :meth:`FaultProxy.inject` queues faults for the very next requests, one per
+    request, in order — of any method, or only of the ``methods`` given to ``inject``
+    (``proxy.inject("503", methods=["PUT"])`` fails the next upload and lets reads through).
+    Queued faults come first and ignore ``failure_rate``.
+
+    *Random*: each request whose method is eligible gets a fault with probability
+    ``failure_rate`` (default 0: the proxy is transparent until told otherwise), the kind
+    drawn uniformly from ``faults``. ``methods`` (default GET and HEAD, so a test can upload
+    through the proxy and only disturb reads) says which methods are eligible;
+    ``fault_methods`` narrows or widens that per kind, e.g. ``{"truncate": ["GET"]}``. The
+    decisions come from ``random.Random(seed)``, two draws per eligible request in arrival
+    order, so a single-threaded client sees the same faults run after run.
+
+Answers without a body
+    A HEAD answer has no body, and some answers (a PUT's, a redirect's) have less than two
+    bytes of one, so there is nothing to cut or damage. The proxy then does this, on purpose:
+
+    * ``"truncate"`` is served as a ``"500"`` answer instead, and counted and recorded as
+      ``"500"``. A truncate means "the transport fails visibly", so the client still sees a
+      retryable failure and every counted fault still costs the client one retry. To keep
+      truncates off HEAD requests altogether, pass ``fault_methods={"truncate": ["GET"]}`` or
+      queue them with ``inject("truncate", methods=["GET"])``.
+    * ``"flip"`` and ``"short"`` pass the answer through untouched and are neither counted nor
+      recorded: they are silent by design, and replacing them with a visible failure would
+      test something else. Aim them at GETs the same way.
+
+What happened
+    :meth:`FaultProxy.stats` counts requests, forwarded answers and each fault kind served;
+    :attr:`FaultProxy.history` lists ``("METHOD /path?query", fault or None)`` per request in
+    arrival order; :attr:`FaultProxy.upstream_errors` lists requests the upstream could not
+    answer (the client got a 502).
+
+Everything runs on threads of one :class:`http.server.ThreadingHTTPServer` bound to 127.0.0.1
+on a free port, with a bounded number of concurrent connections and bounded sleeps
+(``stop()`` cuts slow answers short). Use it as a context manager::
 
     with FaultProxy(moto.endpoint_url, failure_rate=0.3, seed=7) as proxy:
         store = open_store("s3://bucket", {"endpoint_url": proxy.url, ...})
+
+    with FaultProxy(moto.endpoint_url) as proxy:
+        proxy.inject("503", "reset")
+        store.get("key")  # two retries, then the real bytes
 """
 
 from __future__ import annotations
@@ -48,7 +84,7 @@ import socket
 import struct
 import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["ALL_FAULTS", "BODY_FAULTS", "FAULTS", "FaultProxy"]
@@ -60,13 +96,18 @@ BODY_FAULTS = ("flip", "short")
 #: Every fault kind the proxy can inject (random or queued).
 ALL_FAULTS = (*FAULTS, "429", "403", *BODY_FAULTS)
 
-# Headers that describe one hop, not the message: never forwarded as is.
+# Faults applied to the upstream's answer; the others replace the request altogether.
+_ANSWER_FAULTS = ("truncate", *BODY_FAULTS)
+
+# Headers that describe one hop, not the message, are never forwarded as they are
+# (RFC 9110 section 7.6.1); Content-Length is recomputed for the bytes actually sent.
 _HOP_BY_HOP = frozenset(
     {
         "connection",
         "keep-alive",
         "proxy-authenticate",
         "proxy-authorization",
+        "proxy-connection",
         "te",
         "trailer",
         "transfer-encoding",
@@ -75,64 +116,63 @@ _HOP_BY_HOP = frozenset(
     }
 )
 
-_ERROR_BODIES = {
+_ERROR_ANSWERS = {
     "500": (
         500,
         "Internal Server Error",
-        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
-        b"<Message>We encountered an internal error. Please try again.</Message></Error>",
+        "InternalError",
+        "We encountered an internal error. Please try again.",
     ),
-    "503": (
-        503,
-        "Slow Down",
-        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-        b"<Message>Please reduce your request rate.</Message></Error>",
-    ),
-    "429": (
-        429,
-        "Too Many Requests",
-        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>TooManyRequests</Code>'
-        b"<Message>Too many requests.</Message></Error>",
-    ),
-    "403": (
-        403,
-        "Forbidden",
-        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
-        b"<Message>Access Denied</Message></Error>",
-    ),
+    "503": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
+    "429": (429, "Too Many Requests", "TooManyRequests", "Too many requests."),
+    "403": (403, "Forbidden", "AccessDenied", "Access Denied"),
 }
 
 # A request body larger than this is refused: the proxy holds bodies in memory.
 _MAX_BODY = 256 * 1024 * 1024
 
 
+def _method_set(methods: Iterable[str], argument: str) -> frozenset[str]:
+    if isinstance(methods, str):
+        raise TypeError(f"{argument} must be a collection of HTTP methods, got {methods!r}")
+    found = frozenset(str(m).upper() for m in methods)
+    if not found:
+        raise ValueError(f"{argument} must name at least one HTTP method")
+    return found
+
+
 class FaultProxy:
-    """A fault-injecting HTTP proxy for an S3-compatible endpoint.
+    """A fault-injecting HTTP proxy for an S3- or GCS-compatible endpoint.
 
     Args:
-        upstream: base URL of the real server, e.g. ``"http://127.0.0.1:5000"``.
-        failure_rate: share of eligible requests that get a fault, in ``[0, 1]``.
-        faults: the fault kinds to choose from (uniformly), a subset of :data:`ALL_FAULTS`
-            (default :data:`FAULTS`: the transient ones).
-        seed: seed of the decision sequence.
-        methods: HTTP methods eligible for faults; others always pass (so a test can upload
-            through the proxy and only disturb reads).
-        slow_seconds: how long a ``"slow"`` answer stalls before closing the connection.
+        upstream: ``http://host:port`` of the real server, e.g. ``"http://127.0.0.1:5000"``.
+        failure_rate: share of eligible requests that get a random fault, in ``[0, 1]``
+            (default 0: only queued faults).
+        faults: the fault kinds random faults are drawn from (uniformly), a subset of
+            :data:`ALL_FAULTS` (default :data:`FAULTS`: the transient, visible ones).
+        seed: seed of the random decision sequence.
+        methods: HTTP methods eligible for random faults (default GET and HEAD); requests of
+            other methods always pass.
+        fault_methods: per fault kind, the methods eligible for it, overriding ``methods`` for
+            that kind; each key must be one of ``faults``.
+        slow_seconds: how long a ``"slow"`` answer stalls before resetting the connection.
         max_connections: connections served at once; further ones wait for a free slot.
         upstream_timeout: socket timeout for the upstream connection, in seconds.
 
     Raises:
         ValueError: an argument is out of range or names an unknown fault.
+        TypeError: a method collection is a bare string.
     """
 
     def __init__(
         self,
         upstream: str,
         *,
-        failure_rate: float = 0.3,
+        failure_rate: float = 0.0,
         faults: Iterable[str] = FAULTS,
         seed: int = 0,
         methods: Iterable[str] = ("GET", "HEAD"),
+        fault_methods: Mapping[str, Iterable[str]] | None = None,
         slow_seconds: float = 2.0,
         max_connections: int = 32,
         upstream_timeout: float = 30.0,
@@ -152,18 +192,33 @@ class FaultProxy:
             raise ValueError(f"slow_seconds must be >= 0, got {slow_seconds!r}")
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
+        default_methods = _method_set(methods, "methods")
+        per_kind = dict(fault_methods or {})
+        stray = sorted(set(per_kind) - set(fault_list))
+        if stray:
+            raise ValueError(f"fault_methods names {stray}, which are not in faults {fault_list}")
         self.upstream_host: str = parsed.hostname
         self.upstream_port: int = parsed.port
         self.failure_rate = float(failure_rate)
         self.faults = fault_list
-        self.methods = frozenset(m.upper() for m in methods)
+        self.methods = default_methods
+        #: the methods eligible for each random fault kind (``methods`` unless overridden)
+        self.fault_methods: dict[str, frozenset[str]] = {
+            kind: (
+                _method_set(per_kind[kind], f"fault_methods[{kind!r}]")
+                if kind in per_kind
+                else default_methods
+            )
+            for kind in fault_list
+        }
         self.slow_seconds = float(slow_seconds)
         self.upstream_timeout = float(upstream_timeout)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._injected: collections.Counter[str] = collections.Counter()
-        self._queued: collections.deque[str] = collections.deque()
-        self._requests = 0
+        self._queued: collections.deque[tuple[str, frozenset[str] | None]] = collections.deque()
+        self._history: list[tuple[str, str | None]] = []
+        self._upstream_errors: list[str] = []
         self._forwarded = 0
         self._slots = threading.BoundedSemaphore(max_connections)
         self._stopping = threading.Event()
@@ -176,17 +231,17 @@ class FaultProxy:
     # ----------------------------------------------------------------------------------------
 
     @property
-    def endpoint_url(self) -> str:
-        """Same as :attr:`url` (the name S3 settings use)."""
-        return self.url
-
-    @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT`` of the running proxy."""
         if self._server is None:
             raise RuntimeError("the proxy is not running; call start() first")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def endpoint_url(self) -> str:
+        """Same as :attr:`url` (the name S3 settings use)."""
+        return self.url
 
     def start(self) -> FaultProxy:
         """Bind a free port on 127.0.0.1 and serve on a daemon thread; returns ``self``."""
@@ -220,25 +275,35 @@ class FaultProxy:
     def __enter__(self) -> FaultProxy:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # ----------------------------------------------------------------------------------------
-    # Control and counters
+    # Control
     # ----------------------------------------------------------------------------------------
 
     def set_enabled(self, enabled: bool) -> None:
-        """Turn fault injection on or off (requests are forwarded either way)."""
+        """Turn random faults on or off (queued faults and forwarding go on either way)."""
         with self._lock:
             self._enabled = bool(enabled)
 
-    def inject(self, *faults: str) -> None:
-        """Queue ``faults`` for the next requests (any method), one per request, in order."""
+    def inject(self, *faults: str, methods: Iterable[str] | None = None) -> None:
+        """Queue ``faults`` for the next requests, one per request, in order.
+
+        Args:
+            *faults: fault kinds from :data:`ALL_FAULTS`.
+            methods: if given, the faults wait for requests of these methods and let others
+                pass; by default the next requests of any method get them.
+
+        Raises:
+            ValueError: a fault kind is unknown or ``methods`` is empty.
+        """
         for fault in faults:
             if fault not in ALL_FAULTS:
                 raise ValueError(f"unknown fault {fault!r}; use one of {ALL_FAULTS}")
+        only = None if methods is None else _method_set(methods, "methods")
         with self._lock:
-            self._queued.extend(faults)
+            self._queued.extend((fault, only) for fault in faults)
 
     def pending(self) -> int:
         """Queued faults not yet served."""
@@ -250,52 +315,90 @@ class FaultProxy:
         with self._lock:
             self._queued.clear()
 
+    # ----------------------------------------------------------------------------------------
+    # What happened
+    # ----------------------------------------------------------------------------------------
+
     def stats(self) -> dict[str, int]:
         """Counts so far: ``requests``, ``forwarded``, ``injected`` and one entry per fault kind."""
         with self._lock:
-            out = {"requests": self._requests, "forwarded": self._forwarded}
+            out = {"requests": len(self._history), "forwarded": self._forwarded}
             out["injected"] = sum(self._injected.values())
             for fault in ALL_FAULTS:
                 out[fault] = self._injected[fault]
             return out
 
     @property
-    def injected(self) -> int:
-        """How many faults were injected so far."""
+    def history(self) -> list[tuple[str, str | None]]:
+        """``("METHOD /path?query", fault served or None)`` of every request, in arrival order."""
         with self._lock:
-            return sum(self._injected.values())
+            return list(self._history)
 
     @property
-    def requests_seen(self) -> int:
-        """Requests received so far, faulted or not."""
+    def upstream_errors(self) -> list[str]:
+        """``"METHOD /path: error"`` of each request the upstream did not answer (sent a 502)."""
         with self._lock:
-            return self._requests
+            return list(self._upstream_errors)
+
+    @property
+    def injected(self) -> int:
+        """How many faults were served so far."""
+        with self._lock:
+            return sum(self._injected.values())
 
     @property
     def faults_served(self) -> int:
         """Same as :attr:`injected`."""
         return self.injected
 
-    def _decide(self, method: str) -> str | None:
+    @property
+    def requests_seen(self) -> int:
+        """Requests received so far, faulted or not."""
         with self._lock:
-            self._requests += 1
-            if self._queued:
-                return self._queued.popleft()
-            if not self._enabled or method.upper() not in self.methods:
-                return None
-            # Two draws per eligible request whatever the outcome, so the sequence of
-            # decisions depends only on the seed and the number of eligible requests.
-            roll = self._rng.random()
-            pick = self._rng.choice(self.faults)
-            return pick if roll < self.failure_rate else None
+            return len(self._history)
 
-    def _count(self, fault: str) -> None:
-        with self._lock:
-            self._injected[fault] += 1
+    # ----------------------------------------------------------------------------------------
+    # Used by the request handler
+    # ----------------------------------------------------------------------------------------
 
-    def _count_forwarded(self) -> None:
+    def _decide(self, method: str, request_line: str) -> tuple[int, str | None]:
+        """Record the request; return its history index and the fault planned for it."""
+        method = method.upper()
         with self._lock:
-            self._forwarded += 1
+            index = len(self._history)
+            fault = self._pop_queued(method)
+            if fault is None and self._enabled:
+                eligible = [k for k in self.faults if method in self.fault_methods[k]]
+                if eligible:
+                    # Two draws per eligible request whatever the outcome, so the sequence of
+                    # decisions depends only on the seed and the eligible requests' order.
+                    roll = self._rng.random()
+                    pick = self._rng.choice(eligible)
+                    fault = pick if roll < self.failure_rate else None
+            self._history.append((request_line, fault))
+            return index, fault
+
+    def _pop_queued(self, method: str) -> str | None:
+        for position, (fault, only) in enumerate(self._queued):
+            if only is None or method in only:
+                del self._queued[position]
+                return fault
+        return None
+
+    def _settle(self, index: int, fault: str | None, *, forwarded: bool = False) -> None:
+        """Record the fault actually served for request ``index`` (it may differ from the plan)."""
+        with self._lock:
+            self._history[index] = (self._history[index][0], fault)
+            if fault is not None:
+                self._injected[fault] += 1
+            if forwarded:
+                self._forwarded += 1
+
+    def _upstream_failed(self, index: int, error: str) -> None:
+        with self._lock:
+            line = self._history[index][0]
+            self._history[index] = (line, None)
+            self._upstream_errors.append(f"{line}: {error}")
 
 
 def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
@@ -303,7 +406,7 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
-            # Silence the per-request stderr log; tests read stats() instead.
+            # Silence the per-request stderr log; tests read stats() and history instead.
             pass
 
         def handle(self) -> None:
@@ -316,6 +419,7 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
         do_HEAD = do_GET
         do_PUT = do_GET
         do_POST = do_GET
+        do_PATCH = do_GET
         do_DELETE = do_GET
 
         # ------------------------------------------------------------------------------------
@@ -349,13 +453,14 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
                 self.close_connection = True
                 self.send_error(400, "unreadable request body")
                 return
-            fault = proxy._decide(self.command)
-            if fault is not None and fault not in ("truncate", *BODY_FAULTS):
+            index, fault = proxy._decide(self.command, f"{self.command} {self.path}")
+            if fault is not None and fault not in _ANSWER_FAULTS:
                 # These never reach the upstream: the request is lost on the way.
-                self._inject(fault, None, None, b"")
+                proxy._settle(index, fault)
+                self._fail(fault)
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            if body or self.command in ("PUT", "POST"):
+            if body or self.command in ("PUT", "POST", "PATCH"):
                 headers["Content-Length"] = str(len(body))
             conn = http.client.HTTPConnection(
                 proxy.upstream_host, proxy.upstream_port, timeout=proxy.upstream_timeout
@@ -369,27 +474,33 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
                     (k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP
                 ]
                 declared = resp.getheader("Content-Length")
-            except OSError:
+            except (OSError, http.client.HTTPException) as exc:
+                proxy._upstream_failed(index, repr(exc))
                 self.close_connection = True
                 self.send_error(502, "upstream unreachable")
                 return
             finally:
                 conn.close()
+            if fault is not None and (self.command == "HEAD" or len(payload) < 2):
+                # No body to cut or damage (see the module docstring): a truncate becomes a
+                # visible 500, a silent fault becomes no fault.
+                fault = "500" if fault == "truncate" else None
+                if fault is not None:
+                    proxy._settle(index, fault)
+                    self._fail(fault)
+                    return
             if fault == "truncate":
-                self._inject(fault, (status, reason, resp_headers), declared, payload)
+                proxy._settle(index, fault)
+                self._truncate(status, reason, resp_headers, declared, payload)
                 return
-            if fault in BODY_FAULTS and self.command != "HEAD" and len(payload) >= 2:
-                proxy._count(fault)
-                if fault == "flip":
-                    middle = len(payload) // 2
-                    payload = (
-                        payload[:middle] + bytes([payload[middle] ^ 0x01]) + payload[middle + 1 :]
-                    )
-                else:
-                    payload = payload[: len(payload) // 2]
-                    # The cut must look complete: drop any range header that would betray it.
-                    resp_headers = [(k, v) for k, v in resp_headers if k.lower() != "content-range"]
-            proxy._count_forwarded()
+            if fault == "flip":
+                middle = len(payload) // 2
+                payload = payload[:middle] + bytes([payload[middle] ^ 0x01]) + payload[middle + 1 :]
+            elif fault == "short":
+                payload = payload[: len(payload) // 2]
+                # The cut must look complete: drop any range header that would betray it.
+                resp_headers = [(k, v) for k, v in resp_headers if k.lower() != "content-range"]
+            proxy._settle(index, fault, forwarded=True)
             self.send_response(status, reason)
             for k, v in resp_headers:
                 self.send_header(k, v)
@@ -400,20 +511,15 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
             if self.command != "HEAD" and payload:
                 self.wfile.write(payload)
 
-        def _inject(
-            self,
-            fault: str,
-            upstream: tuple[int, str, list[tuple[str, str]]] | None,
-            declared: str | None,
-            payload: bytes,
-        ) -> None:
+        def _fail(self, fault: str) -> None:
+            """Answer with a status fault, or reset the connection (after a stall for slow)."""
             self.close_connection = True
-            if fault == "truncate" and (self.command == "HEAD" or len(payload) < 2):
-                # Nothing to cut: fall back to a plain server error.
-                fault = "500"
-            proxy._count(fault)
-            if fault in _ERROR_BODIES:
-                status, reason, text = _ERROR_BODIES[fault]
+            if fault in _ERROR_ANSWERS:
+                status, reason, code, message = _ERROR_ANSWERS[fault]
+                text = (
+                    f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                    f"<Message>{message}</Message></Error>"
+                ).encode()
                 self.send_response(status, reason)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(text)))
@@ -424,25 +530,28 @@ def _make_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
                 return
             if fault == "slow":
                 proxy._stopping.wait(proxy.slow_seconds)
-                self._reset()
-                return
-            if fault == "reset":
-                self._reset()
-                return
-            # truncate: promise the whole body, deliver part of it, hang up.
-            assert upstream is not None
-            status, reason, headers = upstream
+            self._reset()
+
+        def _truncate(
+            self,
+            status: int,
+            reason: str,
+            headers: list[tuple[str, str]],
+            declared: str | None,
+            payload: bytes,
+        ) -> None:
+            """Promise the whole body, deliver half of it, hang up."""
+            self.close_connection = True
             self.send_response(status, reason)
             for k, v in headers:
                 self.send_header(k, v)
             self.send_header("Content-Length", declared or str(len(payload)))
             self.end_headers()
             self.wfile.write(payload[: len(payload) // 2])
-            self.wfile.flush()
             self._reset()
 
         def _reset(self) -> None:
-            # SO_LINGER with a zero timeout turns close() into a TCP RST.
+            # SO_LINGER with a zero timeout turns the close() after this handler into a TCP RST.
             with contextlib.suppress(OSError):
                 self.wfile.flush()
             with contextlib.suppress(OSError):
