@@ -22,7 +22,12 @@ value      binary         the raw value bytes (value decoders do not apply to ba
 of key or value bytes. A batch's event time is the largest record timestamp in it, so the
 watermark after each batch is exactly what it is after the same records in ``"records"`` mode.
 
-Building a batch uses the C helper ``records_to_columns`` of
+The read itself builds batches without a Python object per record: the DoFn polls
+:meth:`streamhouse_beam.partition_reader.PartitionReader.read_columns`, which decodes blocks
+straight into Arrow buffers (:mod:`streamhouse_beam.segment.columns`); :func:`claim_batch`
+claims the polled batch with one tracker claim and slices it to the claimed prefix when a
+split took the rest. Batches of record tuples (:func:`records_to_batch`, used by partition
+discovery's reads) use the C helper ``records_to_columns`` of
 ``streamhouse_beam.segment._speedups`` when it was built (buffers filled without a Python
 object per cell), else an equivalent pure-Python path.
 
@@ -33,7 +38,7 @@ IPC stream: self-describing, versioned by Arrow itself and deterministic for a g
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import apache_beam as beam
 import pyarrow as pa
@@ -43,6 +48,13 @@ from apache_beam.utils.timestamp import Timestamp
 
 from streamhouse_beam.beam.claims import claim_prefix
 from streamhouse_beam.records import TopicPartition
+from streamhouse_beam.segment.columns import (
+    BATCH_SCHEMA,
+    BINARY_LIMIT,
+    LARGE_BATCH_SCHEMA,
+    batch_max_timestamp,
+    batch_offsets,
+)
 
 try:
     from streamhouse_beam.segment._speedups import (  # type: ignore[attr-defined]
@@ -57,28 +69,16 @@ __all__ = [
     "batch_element",
     "batch_event_time",
     "claim_batch",
+    "first_at_or_after",
     "records_to_batch",
 ]
 
 Record = tuple[int, int, "bytes | None", bytes]
 
-#: The schema of every batch (``key``/``value`` become ``large_binary`` only past 2 GiB).
-BATCH_SCHEMA = pa.schema(
-    [
-        pa.field("topic", pa.string(), nullable=False),
-        pa.field("partition", pa.int32(), nullable=False),
-        pa.field("offset", pa.uint64(), nullable=False),
-        pa.field("timestamp", pa.uint64(), nullable=False),
-        pa.field("key", pa.binary(), nullable=True),
-        pa.field("value", pa.binary(), nullable=False),
-    ]
-)
-_LARGE_SCHEMA = BATCH_SCHEMA.set(4, BATCH_SCHEMA.field("key").with_type(pa.large_binary())).set(
-    5, BATCH_SCHEMA.field("value").with_type(pa.large_binary())
-)
-
-#: Key or value bytes above which a batch switches to 64-bit binary offsets.
-_BINARY_LIMIT = 2**31 - 1
+# The schema lives with the columnar decoder (streamhouse_beam.segment.columns), which builds
+# most batches; these are its names here.
+_LARGE_SCHEMA = LARGE_BATCH_SCHEMA
+_BINARY_LIMIT = BINARY_LIMIT
 
 
 def _columns_py(records: Sequence[Record], large: bool) -> list[pa.Array]:
@@ -153,18 +153,50 @@ def records_to_batch(topic: str, partition: int, records: Sequence[Record]) -> p
 
 def batch_event_time(batch: pa.RecordBatch) -> Timestamp:
     """The event time of a batch: its largest record timestamp (ms), as a Beam timestamp."""
-    largest = pa.compute.max(batch.column("timestamp")).as_py()
-    return Timestamp(micros=int(largest) * 1000)
+    largest = batch_max_timestamp(batch)
+    return Timestamp(micros=(0 if largest is None else largest) * 1000)
+
+
+class _OffsetRows(Sequence[tuple[int]]):
+    """A batch's offsets as the ``(offset,)`` rows :func:`claim_prefix` reads.
+
+    ``claim_prefix`` looks at a few rows only (the last, and the one at a split), so a
+    polled batch is claimed without a Python object per record.
+    """
+
+    __slots__ = ("_offsets",)
+
+    def __init__(self, offsets: Sequence[int]) -> None:
+        self._offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[int]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[int]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[int] | Sequence[tuple[int]]:
+        if isinstance(i, slice):
+            return _OffsetRows(self._offsets[i])
+        return (self._offsets[i],)
 
 
 def claim_batch(
-    tp: TopicPartition, records: list[Record], tracker: Any
+    tp: TopicPartition, records: list[Record] | pa.RecordBatch, tracker: Any
 ) -> tuple[list[Any], int | None, int, bool]:
     """Claim ``records`` and wrap the claimed ones in one timestamped batch.
 
+    One tracker claim for the whole chunk (:func:`streamhouse_beam.beam.claims.claim_prefix`);
+    when a split refuses part of it, the batch is the claimed prefix (a zero-copy slice of a
+    ``RecordBatch``).
+
     Args:
         tp: the partition the records belong to.
-        records: the polled records, in offset order.
+        records: the polled records, in offset order: record tuples, or a
+            :data:`BATCH_SCHEMA` batch (``PartitionReader.read_columns``).
         tracker: the restriction tracker of the ``process()`` call.
 
     Returns:
@@ -172,6 +204,18 @@ def claim_batch(
         ``ReadPartitionsFn._outputs``: ``outputs`` holds zero or one ``TimestampedValue``;
         ``split`` is true when a split took some of ``records``.
     """
+    if isinstance(records, pa.RecordBatch):
+        if not records.num_rows:
+            return [], None, 0, False
+        offsets = batch_offsets(records)
+        take = claim_prefix(_OffsetRows(offsets), tracker)
+        split = take < records.num_rows
+        if not take:
+            return [], None, 0, split
+        last = offsets[take - 1]
+        if split:
+            records = records.slice(0, take)
+        return [batch_element(tp, records)], last, take, split
     if not records:
         return [], None, 0, False
     take = claim_prefix(records, tracker)
@@ -183,10 +227,31 @@ def claim_batch(
     return [batch_element(tp, records)], records[-1][0], take, split
 
 
-def batch_element(tp: TopicPartition, records: list[Record]) -> Any:
-    """The batch of ``records`` (non-empty) stamped with its event time (largest timestamp)."""
-    batch = records_to_batch(tp.topic, tp.partition, records)
+def batch_element(tp: TopicPartition, records: list[Record] | pa.RecordBatch) -> Any:
+    """The batch of ``records`` (non-empty) stamped with its event time (largest timestamp).
+
+    ``records`` is a list of record tuples or an already built :data:`BATCH_SCHEMA` batch.
+    """
+    if isinstance(records, pa.RecordBatch):
+        batch = records
+    else:
+        batch = records_to_batch(tp.topic, tp.partition, records)
     return beam.window.TimestampedValue(batch, batch_event_time(batch))
+
+
+def first_at_or_after(batch: pa.RecordBatch, timestamp_ms: int) -> int | None:
+    """Index of the first record of ``batch`` whose timestamp is ``>= timestamp_ms``, or None.
+
+    The vectorised form of the records-mode scan for a timestamp stop (timestamps need not be
+    ordered, so this is the first such record, not a binary search).
+    """
+    if not batch.num_rows or timestamp_ms >= 2**64:
+        return None
+    if timestamp_ms <= 0:
+        return 0
+    reached = pa.compute.greater_equal(batch.column(3), pa.scalar(timestamp_ms, pa.uint64()))
+    index = pa.compute.index(reached, True).as_py()
+    return None if index < 0 else int(index)
 
 
 class RecordBatchCoder(Coder):  # type: ignore[misc]

@@ -376,6 +376,192 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* decode_columns                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * decode_columns(data, first_offset, first_timestamp, legacy, key, position)
+ *     The records decode_records would return, as the raw buffers of Arrow arrays instead of a
+ *     Python tuple per record (the batch read path, streamhouse_beam.segment.columns). Same
+ *     arguments, same errors (the records are parsed by the same code, in the same order,
+ *     before any output is allocated). Returns the tuple
+ *         (count, offsets, timestamps, key validity or None, key null count, key offsets,
+ *          key data, value offsets, value data, large, max timestamp or None)
+ *     with offsets/timestamps native u64, key/value offsets int32 (int64 when large, i.e.
+ *     the block holds more than 2**31-1 key or value bytes), the validity bitmap LSB-first
+ *     with padding bits 0 and present only when a key is absent. The pure-Python twin is
+ *     streamhouse_beam.segment.decode.decode_columns_py; tests/test_columns.py compares them.
+ */
+
+/* Fill the column buffers from records already validated by a first pass. */
+static void
+fill_columns(const uint8_t *d, Py_ssize_t len, uint64_t off, uint64_t ts, int legacy, int large,
+             uint64_t *offs, uint64_t *tss, uint8_t *valid, char *ko, char *kd, char *vo,
+             char *vd, uint64_t *max_ts)
+{
+    Parser p = {d, len, ERR_NONE, NULL, 0, 0, 0, 0};
+    Py_ssize_t pos = 0, i = 0;
+    int64_t kpos = 0, vpos = 0;
+    uint64_t top = 0;
+    RawRecord rec;
+    while (pos < len) {
+        if (next_record(&p, &pos, &rec) < 0) {
+            break; /* unreachable: the first pass parsed the same bytes without error */
+        }
+        if (i == 0) {
+            off = (legacy && rec.offset_delta) ? off - 1 + rec.offset_delta
+                                               : off + rec.offset_delta;
+        }
+        else {
+            off += rec.offset_delta;
+        }
+        ts += rec.timestamp_delta;
+        offs[i] = off;
+        tss[i] = ts;
+        if (i == 0 || ts > top) {
+            top = ts;
+        }
+        if (large) {
+            ((int64_t *)ko)[i] = kpos;
+            ((int64_t *)vo)[i] = vpos;
+        }
+        else {
+            ((int32_t *)ko)[i] = (int32_t)kpos;
+            ((int32_t *)vo)[i] = (int32_t)vpos;
+        }
+        if (rec.key_start >= 0) {
+            memcpy(kd + kpos, d + rec.key_start, (size_t)rec.key_len);
+            kpos += rec.key_len;
+            if (valid) {
+                valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+            }
+        }
+        memcpy(vd + vpos, d + rec.value_start, (size_t)rec.value_len);
+        vpos += rec.value_len;
+        i++;
+    }
+    if (large) {
+        ((int64_t *)ko)[i] = kpos;
+        ((int64_t *)vo)[i] = vpos;
+    }
+    else {
+        ((int32_t *)ko)[i] = (int32_t)kpos;
+        ((int32_t *)vo)[i] = (int32_t)vpos;
+    }
+    *max_ts = top;
+}
+
+static PyObject *
+decode_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError,
+                     "decode_columns() takes 6 positional arguments (data, first_offset, "
+                     "first_timestamp, legacy, key, position), got %zd",
+                     nargs);
+        return NULL;
+    }
+    PyObject *key = args[4];
+    PyObject *position = args[5];
+    uint64_t off = 0, ts = 0, max_ts = 0;
+    int legacy = 0;
+    Py_buffer view;
+    PyObject *holder;
+    PyObject *offsets = NULL, *timestamps = NULL, *validity = NULL, *key_offsets = NULL,
+             *key_data = NULL, *value_offsets = NULL, *value_data = NULL;
+    if (get_view(args[0], &view, &holder) < 0) {
+        return NULL;
+    }
+    /* Argument checks in decode_records' order, so both accept and refuse the same calls. */
+    if (view.len > 0) {
+        if (get_u64_mask(args[1], &off) < 0 || get_u64_mask(args[2], &ts) < 0) {
+            goto fail;
+        }
+        legacy = PyObject_IsTrue(args[3]);
+        if (legacy < 0) {
+            goto fail;
+        }
+    }
+
+    /* First pass: validate every record (raising exactly what decode_records raises) and
+     * size the buffers, so nothing is allocated for a block that turns out corrupt. */
+    Parser p = {(const uint8_t *)view.buf, view.len, ERR_NONE, NULL, 0, 0, 0, 0};
+    Py_ssize_t pos = 0, n = 0, nulls = 0;
+    uint64_t key_bytes = 0, value_bytes = 0;
+    RawRecord rec;
+    while (pos < p.n) {
+        if (next_record(&p, &pos, &rec) < 0) {
+            raise_parser_error(&p, key, position);
+            goto fail;
+        }
+        n++;
+        if (rec.key_start < 0) {
+            nulls++;
+        }
+        else {
+            key_bytes += (uint64_t)rec.key_len;
+        }
+        value_bytes += (uint64_t)rec.value_len;
+    }
+    int large = key_bytes > INT32_MAX || value_bytes > INT32_MAX;
+    Py_ssize_t width = large ? 8 : 4;
+    offsets = PyBytes_FromStringAndSize(NULL, n * 8);
+    timestamps = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (nulls) {
+        validity = PyBytes_FromStringAndSize(NULL, (n + 7) / 8);
+    }
+    else {
+        validity = Py_None;
+        Py_INCREF(validity);
+    }
+    key_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * width);
+    key_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)key_bytes);
+    value_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * width);
+    value_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)value_bytes);
+    if (!offsets || !timestamps || !validity || !key_offsets || !key_data || !value_offsets ||
+        !value_data) {
+        goto fail;
+    }
+    uint8_t *valid = nulls ? (uint8_t *)PyBytes_AS_STRING(validity) : NULL;
+    if (valid) {
+        memset(valid, 0, (size_t)((n + 7) / 8));
+    }
+    fill_columns((const uint8_t *)view.buf, view.len, off, ts, legacy, large,
+                 (uint64_t *)PyBytes_AS_STRING(offsets), (uint64_t *)PyBytes_AS_STRING(timestamps),
+                 valid, PyBytes_AS_STRING(key_offsets), PyBytes_AS_STRING(key_data),
+                 PyBytes_AS_STRING(value_offsets), PyBytes_AS_STRING(value_data), &max_ts);
+    PyBuffer_Release(&view);
+    Py_XDECREF(holder);
+    PyObject *top;
+    if (n) {
+        top = PyLong_FromUnsignedLongLong(max_ts);
+        if (top == NULL) {
+            goto fail_buffers; /* the view is already released */
+        }
+    }
+    else {
+        top = Py_None;
+        Py_INCREF(top);
+    }
+    return Py_BuildValue("(nNNNnNNNNNN)", n, offsets, timestamps, validity, nulls, key_offsets,
+                         key_data, value_offsets, value_data, PyBool_FromLong(large), top);
+
+fail:
+    PyBuffer_Release(&view);
+    Py_XDECREF(holder);
+fail_buffers:
+    Py_XDECREF(offsets);
+    Py_XDECREF(timestamps);
+    Py_XDECREF(validity);
+    Py_XDECREF(key_offsets);
+    Py_XDECREF(key_data);
+    Py_XDECREF(value_offsets);
+    Py_XDECREF(value_data);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* records_to_columns                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -523,6 +709,7 @@ static PyMethodDef methods[] = {
      "decode_records(data, first_offset, first_timestamp, legacy, key, position)\n--\n\n"
      "Decode one decompressed block into (offset, timestamp, key, value) tuples; the C twin\n"
      "of streamhouse_beam.segment.decode.decode_records_py (same results and errors)."},
+    {"decode_columns", (PyCFunction)(void (*)(void))decode_columns, METH_FASTCALL, "decode_columns(data, first_offset, first_timestamp, legacy, key, position)\n--\n\nDecode one decompressed block into Arrow column buffers (see the C source)."},
     {"records_to_columns", (PyCFunction)(void (*)(void))records_to_columns, METH_FASTCALL,
      "records_to_columns(records, large)\n--\n\n"
      "Arrow buffers (offsets, timestamps, key validity or None, key null count, key offsets,\n"

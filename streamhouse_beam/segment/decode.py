@@ -47,6 +47,9 @@ Contract of ``decode_records(data, first_offset, first_timestamp, legacy, key, p
 
 from __future__ import annotations
 
+import array
+import itertools
+import operator
 import os
 from collections.abc import Callable
 
@@ -61,15 +64,24 @@ from streamhouse_beam.errors import (
 from streamhouse_beam.segment.format import LZ4_SIZE_STRUCT, U64_MASK, Compression
 
 __all__ = [
+    "ColumnBuffers",
     "Record",
+    "decode_columns",
+    "decode_columns_py",
     "decode_records",
     "decode_records_py",
     "decompress_block",
+    "records_to_buffers",
     "speedups_active",
 ]
 
 Record = tuple[int, int, "bytes | None", bytes]
 Buffer = bytes | bytearray | memoryview
+
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+_THIRD = operator.itemgetter(2)
+_FOURTH = operator.itemgetter(3)
 
 # zigzag decoding of every one-byte varint, so the common case is a tuple lookup.
 _ZIGZAG1 = tuple((b >> 1) ^ -(b & 1) for b in range(128))
@@ -368,3 +380,101 @@ if not os.environ.get("STREAMHOUSE_BEAM_PURE_PYTHON"):
 def speedups_active() -> bool:
     """Return whether :data:`decode_records` is the C accelerator."""
     return decode_records is not decode_records_py
+
+
+# ------------------------------------------------------------------------------ column decoding
+
+#: ``(count, offsets, timestamps, key validity or None, key null count, key offsets, key data,
+#: value offsets, value data, large, max timestamp or None)``: see :func:`decode_columns_py`.
+ColumnBuffers = tuple[
+    int, bytes, bytes, "bytes | None", int, bytes, bytes, bytes, bytes, bool, "int | None"
+]
+
+_INT32_MAX = 2**31 - 1
+
+
+def records_to_buffers(records: list[Record]) -> ColumnBuffers:
+    """The Arrow column buffers of decoded records, as :func:`decode_columns_py` returns them.
+
+    Args:
+        records: ``(offset, timestamp, key or None, value)`` tuples (u64 offsets/timestamps).
+
+    Returns:
+        The buffers; see :func:`decode_columns_py`.
+    """
+    n = len(records)
+    offsets = array.array("Q", map(_FIRST, records))
+    timestamps = array.array("Q", map(_SECOND, records))
+    keys = list(map(_THIRD, records))
+    values = list(map(_FOURTH, records))
+    key_data = b"".join(filter(None, keys))
+    value_data = b"".join(values)
+    large = len(key_data) > _INT32_MAX or len(value_data) > _INT32_MAX
+    code = "q" if large else "i"
+    key_offsets = array.array(
+        code, itertools.accumulate((0 if k is None else len(k) for k in keys), initial=0)
+    )
+    value_offsets = array.array(code, itertools.accumulate(map(len, values), initial=0))
+    nulls = keys.count(None)
+    validity: bytes | None = None
+    if nulls:
+        bitmap = bytearray((n + 7) // 8)
+        for i, k in enumerate(keys):
+            if k is not None:
+                bitmap[i >> 3] |= 1 << (i & 7)
+        validity = bytes(bitmap)
+    return (
+        n,
+        offsets.tobytes(),
+        timestamps.tobytes(),
+        validity,
+        nulls,
+        key_offsets.tobytes(),
+        key_data,
+        value_offsets.tobytes(),
+        value_data,
+        large,
+        max(timestamps) if n else None,
+    )
+
+
+def decode_columns_py(
+    data: Buffer,
+    first_offset: int,
+    first_timestamp: int,
+    legacy: bool,
+    key: str | None,
+    position: int,
+) -> ColumnBuffers:
+    """Decode one decompressed block into the raw buffers of Arrow columns.
+
+    The columnar twin of :func:`decode_records_py`: same arguments, same records, same errors
+    (it decodes with :func:`decode_records_py`), but the result is one buffer per column
+    instead of a tuple per record, which is what the C accelerator's ``decode_columns``
+    returns without creating any per-record Python object. Buffers are native-endian (Arrow's
+    little-endian on every platform Arrow supports):
+
+    - ``count``: number of records;
+    - ``offsets``, ``timestamps``: ``count`` u64 each;
+    - key validity: LSB-first bitmap (bit set = key present, padding bits 0), ``None`` when
+      every record has a key; then the number of absent keys;
+    - key offsets + key data, value offsets + value data: Arrow binary layout, ``count + 1``
+      int32 offsets (int64 when ``large``);
+    - ``large``: the block holds more than ``2**31 - 1`` key or value bytes;
+    - the largest timestamp, ``None`` for an empty block.
+
+    Raises:
+        CorruptSegmentError: a varint longer than 10 bytes.
+        TruncatedSegmentError: the block ends inside a record.
+    """
+    return records_to_buffers(
+        decode_records_py(data, first_offset, first_timestamp, legacy, key, position)
+    )
+
+
+DecodeColumnsFn = Callable[[Buffer, int, int, bool, "str | None", int], ColumnBuffers]
+
+decode_columns: DecodeColumnsFn = decode_columns_py
+if decode_records is not decode_records_py:
+    # The extension may predate decode_columns (a stale build): then only records are fast.
+    decode_columns = getattr(_speedups, "decode_columns", decode_columns_py)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import zlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from streamhouse_beam.errors import (
     ChecksumMismatchError,
@@ -46,6 +47,9 @@ from streamhouse_beam.segment.format import (
     parse_header,
     parse_index,
 )
+
+if TYPE_CHECKING:
+    from streamhouse_beam.segment.columns import BlockColumns
 
 __all__ = ["FetchRange", "Record", "SegmentReader", "check_header_against_index"]
 
@@ -326,29 +330,64 @@ class SegmentReader:
             IndexError: ``i`` is not a block number (an argument error).
             SegmentError: the block is corrupt, truncated, too large or unsupported.
         """
+        raw, start = self._raw_block(i)
+        entry = self._index[i]
+        records: list[Record] = _decode.decode_records(
+            raw, entry.offset, entry.timestamp, i > 0, self._key, start
+        )
+        if records:
+            self._check_block(i, len(records), records[0][0], records[-1][0], start)
+        else:
+            self._check_block(i, 0, 0, 0, start)
+        return records
+
+    def decode_block_columns(self, i: int) -> BlockColumns:
+        """Decompress and decode block ``i`` into Arrow columns (needs ``pyarrow``).
+
+        The same records, checks and errors as :meth:`decode_block`, without a Python object
+        per record (:func:`streamhouse_beam.segment.decode.decode_columns`).
+
+        Raises:
+            IndexError: ``i`` is not a block number (an argument error).
+            SegmentError: the block is corrupt, truncated, too large or unsupported.
+        """
+        from streamhouse_beam.segment.columns import BlockColumns
+
+        raw, start = self._raw_block(i)
+        entry = self._index[i]
+        block = BlockColumns(
+            _decode.decode_columns(raw, entry.offset, entry.timestamp, i > 0, self._key, start)
+        )
+        offsets = block.offset_list
+        n = len(offsets)
+        self._check_block(i, n, offsets[0] if n else 0, offsets[-1] if n else 0, start)
+        return block
+
+    def _raw_block(self, i: int) -> tuple[Buffer, int]:
+        """The decompressed bytes of block ``i`` and its file position."""
         start, end = self.block_range(i)
         stored = self._read(start, end)
-        entry = self._index[i]
-        key = self._key
         raw = _decode.decompress_block(
             stored,
             self._header.compression,
             max_bytes=self._max_block_bytes,
-            key=key,
+            key=self._key,
             position=start,
         )
-        records: list[Record] = _decode.decode_records(
-            raw, entry.offset, entry.timestamp, i > 0, key, start
-        )
-        if not records:
+        return raw, start
+
+    def _check_block(self, i: int, count: int, first: int, last: int, start: int) -> None:
+        """Check block ``i``'s decoded records (``count``, first and last offset) against the index."""
+        entry = self._index[i]
+        key = self._key
+        if not count:
             raise CorruptSegmentError(f"block {i} holds no records", key=key, position=start)
-        if records[0][0] < entry.offset:
+        if first < entry.offset:
             raise CorruptSegmentError(
-                f"block {i} starts at offset {records[0][0]}, below its index entry {entry.offset}",
+                f"block {i} starts at offset {first}, below its index entry {entry.offset}",
                 key=key,
                 position=start,
             )
-        last = records[-1][0]
         if i + 1 < len(self._index):
             limit = self._index[i + 1].offset
             if last >= limit:
@@ -369,14 +408,13 @@ class SegmentReader:
                 )
         # Offsets strictly increase, so a block cannot hold more records than its offset span;
         # an O(1) check that catches repeated offsets (e.g. a block of zero bytes).
-        if len(records) > limit - entry.offset:
+        if count > limit - entry.offset:
             raise CorruptSegmentError(
-                f"block {i} holds {len(records)} records but its offsets span only "
+                f"block {i} holds {count} records but its offsets span only "
                 f"{entry.offset}..{limit - 1}",
                 key=key,
                 position=start,
             )
-        return records
 
     def records(self, from_offset: int | None = None) -> Iterator[Record]:
         """Yield ``(offset, timestamp, key, value)`` from ``from_offset`` (or the start) to the end.
