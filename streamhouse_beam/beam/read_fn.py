@@ -549,12 +549,22 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 config.max_poll_records if config.output == "batches" else self.read_chunk_records
             )
             want = min(config.max_poll_records - polled, chunk)
-            batch = reader.read(pos, stop, want)
+            if config.output == "batches":
+                # Records as one Arrow batch, decoded without a Python object per record.
+                batch: Any = reader.read_columns(pos, stop, want)
+            else:
+                batch = reader.read(pos, stop, want)
             self._count(batch)
             records = batch.records
             polled += len(records)
             ended = False
-            if limit_ts is not None:
+            if limit_ts is not None and config.output == "batches":
+                from streamhouse_beam.beam.batches import first_at_or_after
+
+                cut = first_at_or_after(records, limit_ts)
+                if cut is not None:
+                    records, ended = records[:cut], True
+            elif limit_ts is not None:
                 # A timestamp stop on an open-ended read: end before the first record reaching it.
                 for i, rec in enumerate(records):
                     if rec[1] >= limit_ts:
