@@ -551,3 +551,33 @@ def test_poll_loop_honours_a_record_budget_in_batches(tmp_path: pathlib.Path) ->
     assert len(out) == 1
     assert tracker.deferred_status() is None
     tracker.check_done()
+
+
+def test_pure_python_decoder_reads_the_same_batches(
+    tmp_path: pathlib.Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamhouse_beam.segment import decode as decode_mod
+
+    # What a worker without a compiler runs: both decoders in pure Python.
+    monkeypatch.setattr(decode_mod, "decode_columns", decode_mod.decode_columns_py)
+    monkeypatch.setattr(decode_mod, "decode_records", decode_mod.decode_records_py)
+    lsh = make_lsh(tmp_path, store, block_size_target=250)
+    expected = gapped_partition(lsh)
+    assert Twins.of(lsh, prefetch_segments=0).read_all(0, None, 57) == expected
+
+
+def test_coder_estimates_a_batch_size_without_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamhouse_beam.beam.batches import RecordBatchCoder
+
+    coder = RecordBatchCoder()
+    batch = records_to_batch("t", 0, [(o, o, b"k%d" % o, b"v" * 100) for o in range(1000)])
+    sizes = {"whole": len(coder.encode(batch)), "slice": len(coder.encode(batch.slice(10, 100)))}
+
+    def refuse(value: Any) -> bytes:
+        raise AssertionError("estimate_size encoded the batch")
+
+    monkeypatch.setattr(coder, "encode", refuse)
+    for name, part in (("whole", batch), ("slice", batch.slice(10, 100))):
+        estimate = coder.estimate_size(part)
+        assert 0.8 * sizes[name] <= estimate <= 1.2 * sizes[name], name
+    assert coder.get_impl().estimate_size(batch) == coder.estimate_size(batch)
