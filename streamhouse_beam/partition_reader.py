@@ -37,6 +37,11 @@ Hot path: the parsed :class:`SegmentReader` of the current segment and its last 
 kept between calls, so successive reads of one segment neither re-parse nor re-decode; a read
 resumes at the block containing its start offset and finds its position by binary search. The
 current segment stays pinned in the cache until the reader moves past it or is closed.
+
+Columnar reads: :meth:`PartitionReader.read_columns` is :meth:`PartitionReader.read` (same loop,
+same bookkeeping) returning the records as one ``pyarrow.RecordBatch``: blocks are decoded
+straight into Arrow buffers, a read inside one block is a zero-copy slice of them, and only a
+read spanning blocks or segments concatenates (``output="batches"`` polls this way).
 """
 
 from __future__ import annotations

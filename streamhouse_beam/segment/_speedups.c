@@ -8,6 +8,10 @@
  *     results, same exception classes, same messages. Any change there must be mirrored here;
  *     tests/test_speedups_parity.py compares the two on every fixture and hypothesis case.
  *
+ * decode_columns(data, first_offset, first_timestamp, legacy, key, position)
+ *     The same records as Arrow column buffers (the batch read path; its section below and
+ *     streamhouse_beam.segment.decode.decode_columns_py; tests/test_columns.py).
+ *
  * records_to_columns(records, large)
  *     Turns a list of (offset, timestamp, key-or-None, value) tuples into the raw buffers of
  *     Arrow arrays (see streamhouse_beam.beam.batches._columns_py), so a RecordBatch is built
