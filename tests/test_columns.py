@@ -379,3 +379,19 @@ def test_a_large_block_slices_back_to_binary(monkeypatch: pytest.MonkeyPatch) ->
     mixed = assemble_batch("t", 0, [(BLOCK_A, 9, 1), (block, 0, 5)])
     assert mixed.schema == BATCH_SCHEMA
     assert _tuples(mixed) == [("t", 0, *r) for r in _rows(BLOCK_A)[9:] + records]
+
+
+def test_concurrent_decodes_in_threads_give_the_same_buffers() -> None:
+    # The C decoder releases the GIL while it parses and copies: threads must not interfere.
+    from concurrent.futures import ThreadPoolExecutor
+
+    blocks = [
+        b
+        for case in ("multiblock_records_none", "gapped_offsets_lz4")
+        for b in _fixture_blocks(case)
+    ]
+    expected = [decode_columns(raw, o, t, legacy, "k", 0) for raw, o, t, legacy in blocks]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda b: decode_columns(b[0], b[1], b[2], b[3], "k", 0), blocks))
+            assert got == expected

@@ -397,11 +397,14 @@ fail:
  *     streamhouse_beam.segment.decode.decode_columns_py; tests/test_columns.py compares them.
  */
 
-/* Fill the column buffers from records already validated by a first pass. */
-static void
+/* Fill the column buffers from records already validated by a first pass (n records, kcap
+ * key and vcap value bytes); returns how many were filled, fewer only if the block's bytes
+ * changed in between (a writable buffer mutated by another thread), never writing past the
+ * buffers. */
+static Py_ssize_t
 fill_columns(const uint8_t *d, Py_ssize_t len, uint64_t off, uint64_t ts, int legacy, int large,
-             uint64_t *offs, uint64_t *tss, uint8_t *valid, char *ko, char *kd, char *vo,
-             char *vd, uint64_t *max_ts)
+             Py_ssize_t n, int64_t kcap, int64_t vcap, uint64_t *offs, uint64_t *tss,
+             uint8_t *valid, char *ko, char *kd, char *vo, char *vd, uint64_t *max_ts)
 {
     Parser p = {d, len, ERR_NONE, NULL, 0, 0, 0, 0};
     Py_ssize_t pos = 0, i = 0;
@@ -409,8 +412,9 @@ fill_columns(const uint8_t *d, Py_ssize_t len, uint64_t off, uint64_t ts, int le
     uint64_t top = 0;
     RawRecord rec;
     while (pos < len) {
-        if (next_record(&p, &pos, &rec) < 0) {
-            break; /* unreachable: the first pass parsed the same bytes without error */
+        if (i >= n || next_record(&p, &pos, &rec) < 0 || kpos + rec.key_len > kcap ||
+            vpos + rec.value_len > vcap) {
+            break; /* only if the bytes changed since the first pass */
         }
         if (i == 0) {
             off = (legacy && rec.offset_delta) ? off - 1 + rec.offset_delta
@@ -453,6 +457,7 @@ fill_columns(const uint8_t *d, Py_ssize_t len, uint64_t off, uint64_t ts, int le
         ((int32_t *)vo)[i] = (int32_t)vpos;
     }
     *max_ts = top;
+    return i;
 }
 
 static PyObject *
@@ -494,10 +499,14 @@ decode_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos = 0, n = 0, nulls = 0;
     uint64_t key_bytes = 0, value_bytes = 0;
     RawRecord rec;
+    int bad = 0;
+    /* Both passes touch only the block's bytes and buffers nobody else sees yet (the view
+     * keeps the block alive and unresizable): other threads run meanwhile. */
+    Py_BEGIN_ALLOW_THREADS
     while (pos < p.n) {
         if (next_record(&p, &pos, &rec) < 0) {
-            raise_parser_error(&p, key, position);
-            goto fail;
+            bad = 1;
+            break;
         }
         n++;
         if (rec.key_start < 0) {
@@ -507,6 +516,11 @@ decode_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             key_bytes += (uint64_t)rec.key_len;
         }
         value_bytes += (uint64_t)rec.value_len;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        raise_parser_error(&p, key, position);
+        goto fail;
     }
     int large = key_bytes > INT32_MAX || value_bytes > INT32_MAX;
     Py_ssize_t width = large ? 8 : 4;
@@ -531,10 +545,21 @@ decode_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (valid) {
         memset(valid, 0, (size_t)((n + 7) / 8));
     }
-    fill_columns((const uint8_t *)view.buf, view.len, off, ts, legacy, large,
-                 (uint64_t *)PyBytes_AS_STRING(offsets), (uint64_t *)PyBytes_AS_STRING(timestamps),
-                 valid, PyBytes_AS_STRING(key_offsets), PyBytes_AS_STRING(key_data),
-                 PyBytes_AS_STRING(value_offsets), PyBytes_AS_STRING(value_data), &max_ts);
+    uint64_t *offs_buf = (uint64_t *)PyBytes_AS_STRING(offsets);
+    uint64_t *ts_buf = (uint64_t *)PyBytes_AS_STRING(timestamps);
+    char *ko = PyBytes_AS_STRING(key_offsets), *kd = PyBytes_AS_STRING(key_data);
+    char *vo = PyBytes_AS_STRING(value_offsets), *vd = PyBytes_AS_STRING(value_data);
+    Py_ssize_t filled;
+    Py_BEGIN_ALLOW_THREADS
+    filled = fill_columns((const uint8_t *)view.buf, view.len, off, ts, legacy, large, n,
+                          (int64_t)key_bytes, (int64_t)value_bytes, offs_buf, ts_buf, valid, ko,
+                          kd, vo, vd, &max_ts);
+    Py_END_ALLOW_THREADS
+    if (filled != n) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "decode_columns: the block's bytes changed while it was being decoded");
+        goto fail;
+    }
     PyBuffer_Release(&view);
     Py_XDECREF(holder);
     PyObject *top;
