@@ -127,3 +127,15 @@ def test_abandoned_iterators_free_what_they_hold() -> None:
     del outputs
     gc.collect()
     assert len(gc.get_objects()) - before < 50
+
+
+def test_event_times_behave_as_timestamps_everywhere_a_user_meets_them() -> None:
+    import pickle
+
+    ts = emit.timestamp_ms(1_767_225_600_123)
+    plain = Timestamp(micros=1_767_225_600_123_000)
+    assert isinstance(ts, Timestamp) and Timestamp.of(ts) is ts
+    assert ts == plain and not ts < plain and ts <= plain and ts + 1 == plain + 1
+    assert sorted([plain + 1, ts]) == [plain, plain + 1]
+    assert pickle.loads(pickle.dumps(ts)) == plain
+    assert WindowedValue(None, ts, GLOBAL).timestamp_micros == plain.micros

@@ -5,9 +5,10 @@
  * Per record, the pure-Python loop builds the output row, a Beam Timestamp through its
  * validating constructor and a WindowedValue; on FnApiRunner that costs about as much as
  * everything Beam itself does with the element afterwards. Here the row is allocated as the
- * tuple subclass it is, records of one millisecond share one Timestamp, and a Timestamp is
- * filled in directly (the attribute layout is verified against Beam's own constructor by
- * emit.py before this function is ever used; see emit._timestamp_layout_ok).
+ * tuple subclass it is, records of one millisecond share one Timestamp, and the Timestamp (an
+ * EventTime, which stores its micros) is filled in directly; the attribute layout is verified
+ * against Beam's own constructor by emit.py before this function is ever used (see
+ * emit._timestamp_layout_ok).
  *
  * windowed_records(records, values, topic, partition, row_type, kv, wv_type, ts_type, windows)
  *   records:   list of (offset, timestamp_ms, key, raw_value) tuples (the decoder's output)
@@ -16,7 +17,7 @@
  *   row_type:  a 6-field tuple subclass without __dict__ (StreamHouseRecord, StreamHouseRow)
  *   kv:        true: the element is a plain (key, value) tuple instead of a row
  *   wv_type:   apache_beam.utils.windowed_value.WindowedValue
- *   ts_type:   apache_beam.utils.timestamp.Timestamp
+ *   ts_type:   streamhouse_beam.beam.emit.EventTime (a Timestamp subclass)
  *   windows:   the windows tuple of every output
  * Returns (an iterator making the outputs one per next(), largest timestamp_ms), or None when
  * a timestamp does not fit Beam's int64 microseconds (the caller then takes the pure-Python
@@ -29,10 +30,12 @@
 static PyObject *str_precision = NULL;
 static PyObject *str_seconds = NULL;
 static PyObject *str_subseconds = NULL;
+static PyObject *str_micros = NULL;
 static PyObject *int_six = NULL;
 static PyObject *empty_tuple = NULL;
 
-/* A Timestamp of `ms` milliseconds, built as Timestamp(micros=ms * 1000) would be. */
+/* An EventTime of `ms` milliseconds: the fields Timestamp(micros=ms * 1000) would have, plus
+ * the stored `micros` of the EventTime subclass (emit.py). */
 static PyObject *
 new_timestamp(PyTypeObject *ts_type, uint64_t ms)
 {
@@ -42,16 +45,20 @@ new_timestamp(PyTypeObject *ts_type, uint64_t ms)
     }
     PyObject *sec = PyLong_FromUnsignedLongLong(ms / 1000);
     PyObject *sub = sec ? PyLong_FromUnsignedLongLong((ms % 1000) * 1000) : NULL;
-    if (sub == NULL || PyObject_SetAttr(ts, str_precision, int_six) < 0 ||
+    PyObject *micros = sub ? PyLong_FromUnsignedLongLong(ms * 1000) : NULL;
+    if (micros == NULL || PyObject_SetAttr(ts, str_precision, int_six) < 0 ||
         PyObject_SetAttr(ts, str_seconds, sec) < 0 ||
-        PyObject_SetAttr(ts, str_subseconds, sub) < 0) {
+        PyObject_SetAttr(ts, str_subseconds, sub) < 0 ||
+        PyObject_SetAttr(ts, str_micros, micros) < 0) {
         Py_XDECREF(sec);
         Py_XDECREF(sub);
+        Py_XDECREF(micros);
         Py_DECREF(ts);
         return NULL;
     }
     Py_DECREF(sec);
     Py_DECREF(sub);
+    Py_DECREF(micros);
     return ts;
 }
 
@@ -300,9 +307,10 @@ PyInit__emit(void)
     str_precision = PyUnicode_InternFromString("_precision");
     str_seconds = PyUnicode_InternFromString("_seconds");
     str_subseconds = PyUnicode_InternFromString("_subseconds");
+    str_micros = PyUnicode_InternFromString("micros");
     int_six = PyLong_FromLong(6);
     empty_tuple = PyTuple_New(0);
-    if (!str_precision || !str_seconds || !str_subseconds || !int_six || !empty_tuple) {
+    if (!str_precision || !str_seconds || !str_subseconds || !str_micros || !int_six || !empty_tuple) {
         return NULL;
     }
     return PyModule_Create(&module);
