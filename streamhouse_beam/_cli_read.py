@@ -66,7 +66,7 @@ def register(subparsers: Any) -> None:
         "--max-records", type=int, default=None, metavar="N", help="stop after N records"
     )
     parser.add_argument(
-        "--max-poll-records", type=int, default=500, metavar="N", help="records per poll"
+        "--max-poll-records", type=int, default=5000, metavar="N", help="records per poll"
     )
     parser.add_argument(
         "--poll-interval", type=float, default=1.0, metavar="S", help="seconds between polls"

@@ -52,13 +52,21 @@ from streamhouse_beam.partition_reader import ReadOptions
 from streamhouse_beam.positions import StartPosition, StopPosition
 from streamhouse_beam.records import StreamHouseRecord
 
-__all__ = ["OUTPUT_KINDS", "ReadAllFromStreamHouse", "ReadFromStreamHouse"]
+__all__ = [
+    "DEFAULT_MAX_POLL_RECORDS",
+    "OUTPUT_KINDS",
+    "ReadAllFromStreamHouse",
+    "ReadFromStreamHouse",
+]
 
 #: Accepted values of ``output``. A new kind is added here and in ``ReadPartitionsFn._outputs``.
 OUTPUT_KINDS: tuple[str, ...] = ("records", "rows", "kv", "batches")
 
 #: ``storage_url=None`` reads from S3 with each segment row's bucket and the usual AWS settings.
 DEFAULT_STORAGE_URL = "s3://"
+
+#: Records per ``process()`` call (and so per checkpoint) unless ``max_poll_records`` is given.
+DEFAULT_MAX_POLL_RECORDS = 5000
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -286,7 +294,10 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         max_records: stop once this many records were emitted (per worker process; exact on
             single-process runners). Ends unbounded reads too.
         max_poll_records: records read per ``process()`` call; each call then checkpoints, so
-            this is the bundle granularity.
+            this is the bundle granularity. The default, 5000, is where throughput levels
+            off: every checkpoint costs the runner a bundle round trip (about half a
+            millisecond on FnApiRunner), which at 500 took a quarter of a read's time
+            (``benchmarks/results/report.md``). Lower it for finer-grained commits.
         max_poll_seconds: a ``process()`` call stops reading (and checkpoints) once it has run
             this long, even with fewer than ``max_poll_records`` records (checked between reads
             of ``ReadPartitionsFn.read_chunk_records`` records).
@@ -330,7 +341,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         start: StartPosition = StartPosition.earliest(),
         stop: StopPosition | None = None,
         max_records: int | None = None,
-        max_poll_records: int = 500,
+        max_poll_records: int = DEFAULT_MAX_POLL_RECORDS,
         max_poll_seconds: float = 10.0,
         poll_interval: float = 1.0,
         value_decoder: object = None,
@@ -440,7 +451,7 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             "storage_options": None,
             "metadata_options": None,
             "max_records": None,
-            "max_poll_records": 500,
+            "max_poll_records": DEFAULT_MAX_POLL_RECORDS,
             "max_poll_seconds": 10.0,
             "poll_interval": 1.0,
             "value_decoder": None,
