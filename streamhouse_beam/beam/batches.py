@@ -1,5 +1,3 @@
-# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
-# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """``output="batches"``: one ``pyarrow.RecordBatch`` per poll instead of one element per record.
 
 Per-element overhead dominates a Beam read of small records; a batch carries up to

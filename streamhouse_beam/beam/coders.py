@@ -1,5 +1,3 @@
-# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
-# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """Coders and schema row types for what the read transforms emit.
 
 * :class:`StreamHouseRecordCoder` — the registered, deterministic, versioned coder of

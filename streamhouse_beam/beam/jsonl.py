@@ -1,5 +1,3 @@
-# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
-# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """A local JSON-lines sink for in-process runners (the ``read`` command's output).
 
 Lines are appended to a local file as bundles finish, so a tailing read shows its records

@@ -1,5 +1,3 @@
-# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
-# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """The splittable DoFns that read StreamHouse partitions, and the partition discovery DoFns.
 
 :class:`ReadPartitionsFn` is its own :class:`~apache_beam.transforms.core.RestrictionProvider`

@@ -1,5 +1,3 @@
-# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
-# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """The partition restriction, its tracker and its versioned coder.
 
 A :class:`PartitionRestriction` is an :class:`~apache_beam.io.restriction_trackers.OffsetRange`

@@ -1,5 +1,3 @@
-# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
-# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """``ReadFromStreamHouse`` and ``ReadAllFromStreamHouse``: the public read transforms.
 
 Pipeline shape::

@@ -1,5 +1,3 @@
-# Apache Beam's annotations are partial (untyped calls, implicit re-exports); checked as far as they go.
-# mypy: disable-error-code="no-untyped-call,attr-defined,unused-ignore,untyped-decorator,type-arg,misc"
 """The per-partition watermark estimator, its provider and its versioned state coder.
 
 Each partition's restriction carries a watermark that
