@@ -35,6 +35,8 @@ IPC stream: self-describing, versioned by Arrow itself and deterministic for a g
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any, overload
 
@@ -54,12 +56,13 @@ from streamhouse_beam.segment.columns import (
     batch_offsets,
 )
 
-try:
-    from streamhouse_beam.segment._speedups import (  # type: ignore[attr-defined]
-        records_to_columns as _records_to_columns_c,
-    )
-except ImportError:  # no compiler at install time: the pure-Python path below is used
-    _records_to_columns_c = None
+_records_to_columns_c: Any = None
+if not os.environ.get("STREAMHOUSE_BEAM_PURE_PYTHON"):  # the switch segment.decode honours too
+    # Without a compiler at install time there is no extension: the Python path below is used.
+    with contextlib.suppress(ImportError):
+        from streamhouse_beam.segment._speedups import (  # type: ignore[attr-defined,no-redef,unused-ignore]
+            records_to_columns as _records_to_columns_c,
+        )
 
 __all__ = [
     "BATCH_SCHEMA",

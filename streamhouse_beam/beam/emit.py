@@ -3,8 +3,8 @@
 On FnApiRunner, building each record's output in Python (the row, a Beam ``Timestamp``
 through its validating constructor, the ``WindowedValue``) costs about as much as all the work
 Beam does with the element afterwards. :func:`windowed_records` builds a whole chunk at once,
-in C when the optional accelerator ``streamhouse_beam.beam._emit`` was built, else in an
-equivalent Python loop; both return the chunk's largest timestamp too, which the read reports
+in C when the optional accelerator ``streamhouse_beam.beam._emit`` was built (and
+``STREAMHOUSE_BEAM_PURE_PYTHON`` is not set), else in an equivalent Python loop; both return the chunk's largest timestamp too, which the read reports
 to its watermark estimator once per chunk (see ``streamhouse_beam.beam.watermark``).
 
 Timestamps come from :func:`timestamp_ms`, which fills an :class:`EventTime` (a ``Timestamp``
@@ -17,6 +17,8 @@ version), both paths use the constructor instead — slower, never wrong.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -25,12 +27,13 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from streamhouse_beam.errors import StreamHouseError
 
-try:
-    from streamhouse_beam.beam._emit import (  # type: ignore[import-not-found,unused-ignore]
-        windowed_records as _windowed_records_c,
-    )
-except ImportError:  # no compiler at install time: the pure-Python path below is used
-    _windowed_records_c = None
+_windowed_records_c: Any = None
+if not os.environ.get("STREAMHOUSE_BEAM_PURE_PYTHON"):  # the switch segment.decode honours too
+    # Without a compiler at install time there is no extension: the Python path below is used.
+    with contextlib.suppress(ImportError):
+        from streamhouse_beam.beam._emit import (  # type: ignore[import-not-found,no-redef,unused-ignore]
+            windowed_records as _windowed_records_c,
+        )
 
 __all__ = [
     "ACCELERATED",
