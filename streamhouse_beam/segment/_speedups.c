@@ -238,7 +238,7 @@ raise_parser_error(Parser *p, PyObject *key, PyObject *position)
     Py_DECREF(need);
 }
 
-/* Parse the Python arguments shared by the decoder; fills view (caller releases). */
+/* obj as a u64 with the bits above 63 dropped, as int(obj) & (2**64 - 1). */
 static int
 get_u64_mask(PyObject *obj, uint64_t *out)
 {
@@ -281,70 +281,132 @@ get_view(PyObject *data, Py_buffer *view, PyObject **holder)
     return 0;
 }
 
+/* The six arguments both block decoders take:
+ * (data, first_offset, first_timestamp, legacy, key, position). */
+typedef struct {
+    Py_buffer view;
+    PyObject *holder; /* the bytes copy of a non-contiguous data, or NULL */
+    uint64_t first_offset;
+    uint64_t first_timestamp;
+    int legacy;
+    PyObject *key;      /* borrowed; for errors only */
+    PyObject *position; /* borrowed; for errors only */
+} BlockArgs;
+
+static void
+release_block_args(BlockArgs *a)
+{
+    PyBuffer_Release(&a->view);
+    Py_CLEAR(a->holder);
+}
+
+/* Check and convert the decoders' arguments; on success the caller calls release_block_args.
+ * The numbers and legacy are looked at only when the block is not empty (an empty block
+ * decodes to nothing whatever they are, as in the pure-Python decoder). */
+static int
+parse_block_args(const char *name, PyObject *const *args, Py_ssize_t nargs, BlockArgs *a)
+{
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes 6 positional arguments (data, first_offset, "
+                     "first_timestamp, legacy, key, position), got %zd",
+                     name, nargs);
+        return -1;
+    }
+    a->first_offset = 0;
+    a->first_timestamp = 0;
+    a->legacy = 0;
+    a->key = args[4];
+    a->position = args[5];
+    if (get_view(args[0], &a->view, &a->holder) < 0) {
+        return -1;
+    }
+    if (a->view.len > 0) {
+        if (get_u64_mask(args[1], &a->first_offset) < 0 ||
+            get_u64_mask(args[2], &a->first_timestamp) < 0) {
+            release_block_args(a);
+            return -1;
+        }
+        a->legacy = PyObject_IsTrue(args[3]);
+        if (a->legacy < 0) {
+            release_block_args(a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A walk over a block's records that keeps the absolute offset and timestamp of the last one
+ * (the record walk of both decoders; touches no Python object, so it runs without the GIL). */
+typedef struct {
+    Parser p;
+    Py_ssize_t pos;
+    uint64_t offset;
+    uint64_t timestamp;
+    int legacy;
+    int first;
+} BlockWalk;
+
+static inline void
+walk_start(BlockWalk *w, const BlockArgs *a)
+{
+    Parser p = {(const uint8_t *)a->view.buf, a->view.len, ERR_NONE, NULL, 0, 0, 0, 0};
+    w->p = p;
+    w->pos = 0;
+    w->offset = a->first_offset;
+    w->timestamp = a->first_timestamp;
+    w->legacy = a->legacy;
+    w->first = 1;
+}
+
+/* Decode the next record into rec and make w->offset and w->timestamp its own: 1, or 0 at
+ * the end of the block, or -1 with w->p's failure set (raise it with raise_parser_error). */
+static inline int
+walk_next(BlockWalk *w, RawRecord *rec)
+{
+    if (w->pos >= w->p.n) {
+        return 0;
+    }
+    if (next_record(&w->p, &w->pos, rec) < 0) {
+        return -1;
+    }
+    if (w->first && w->legacy && rec->offset_delta) {
+        /* §1.9: a legacy block's non-zero first delta counts from the previous block's
+         * last offset, i.e. first_offset - 1. */
+        w->offset = w->offset - 1 + rec->offset_delta;
+    }
+    else {
+        w->offset += rec->offset_delta;
+    }
+    w->first = 0;
+    w->timestamp += rec->timestamp_delta;
+    return 1;
+}
+
 static PyObject *
 decode_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError,
-                     "decode_records() takes 6 positional arguments (data, first_offset, "
-                     "first_timestamp, legacy, key, position), got %zd",
-                     nargs);
-        return NULL;
-    }
-    PyObject *key = args[4];
-    PyObject *position = args[5];
-    uint64_t off, ts;
-    int legacy;
-    Py_buffer view;
-    PyObject *holder;
-    if (get_view(args[0], &view, &holder) < 0) {
+    BlockArgs a;
+    if (parse_block_args("decode_records", args, nargs, &a) < 0) {
         return NULL;
     }
     PyObject *out = PyList_New(0);
     if (out == NULL) {
         goto fail;
     }
-    if (view.len == 0) {
-        PyBuffer_Release(&view);
-        Py_XDECREF(holder);
-        return out;
-    }
-    if (get_u64_mask(args[1], &off) < 0 || get_u64_mask(args[2], &ts) < 0) {
-        goto fail;
-    }
-    legacy = PyObject_IsTrue(args[3]);
-    if (legacy < 0) {
-        goto fail;
-    }
-
-    Parser p = {(const uint8_t *)view.buf, view.len, ERR_NONE, NULL, 0, 0, 0, 0};
-    const char *base = (const char *)view.buf;
-    Py_ssize_t pos = 0;
-    int first = 1;
+    const char *base = (const char *)a.view.buf;
+    BlockWalk w;
     RawRecord rec;
-    while (pos < p.n) {
-        if (next_record(&p, &pos, &rec) < 0) {
-            raise_parser_error(&p, key, position);
-            goto fail;
-        }
-        if (first) {
-            /* §1.9: a legacy block's non-zero first delta counts from the previous block's
-             * last offset, i.e. first_offset - 1. */
-            off = (legacy && rec.offset_delta) ? off - 1 + rec.offset_delta
-                                               : off + rec.offset_delta;
-            first = 0;
-        }
-        else {
-            off += rec.offset_delta;
-        }
-        ts += rec.timestamp_delta;
+    int rc;
+    walk_start(&w, &a);
+    while ((rc = walk_next(&w, &rec)) > 0) {
         PyObject *t = PyTuple_New(4);
         if (t == NULL) {
             goto fail;
         }
-        PyObject *o = PyLong_FromUnsignedLongLong(off);
-        PyObject *s = PyLong_FromUnsignedLongLong(ts);
+        PyObject *o = PyLong_FromUnsignedLongLong(w.offset);
+        PyObject *s = PyLong_FromUnsignedLongLong(w.timestamp);
         PyObject *k;
         if (rec.key_start < 0) {
             k = Py_None;
@@ -362,21 +424,137 @@ decode_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(t);
             goto fail;
         }
-        int rc = PyList_Append(out, t);
+        int appended = PyList_Append(out, t);
         Py_DECREF(t);
-        if (rc < 0) {
+        if (appended < 0) {
             goto fail;
         }
     }
-    PyBuffer_Release(&view);
-    Py_XDECREF(holder);
+    if (rc < 0) {
+        raise_parser_error(&w.p, a.key, a.position);
+        goto fail;
+    }
+    release_block_args(&a);
     return out;
 
 fail:
     Py_XDECREF(out);
-    PyBuffer_Release(&view);
-    Py_XDECREF(holder);
+    release_block_args(&a);
     return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Arrow column buffers: shared by decode_columns and records_to_columns                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The buffers of the columns: offsets and timestamps (u64), the key validity bitmap (None
+ * when no key is absent), key/value offsets (int32, int64 when large) and data. */
+typedef struct {
+    PyObject *offsets, *timestamps, *validity, *key_offsets, *key_data, *value_offsets,
+        *value_data;
+} Columns;
+
+#define COLUMNS_EMPTY {NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+
+/* Where the next record goes in the Columns' buffers (usable without the GIL). */
+typedef struct {
+    uint64_t *offsets;
+    uint64_t *timestamps;
+    uint8_t *valid; /* NULL when every key is present */
+    char *key_offsets, *key_data, *value_offsets, *value_data;
+    int large;
+    int64_t kpos, vpos; /* key/value bytes written so far */
+} ColumnWriter;
+
+static void
+clear_columns(Columns *c)
+{
+    Py_CLEAR(c->offsets);
+    Py_CLEAR(c->timestamps);
+    Py_CLEAR(c->validity);
+    Py_CLEAR(c->key_offsets);
+    Py_CLEAR(c->key_data);
+    Py_CLEAR(c->value_offsets);
+    Py_CLEAR(c->value_data);
+}
+
+/* Allocate the buffers of n records (nulls of them keyless) and point w at their starts;
+ * -1 on a memory error (the caller clears c). */
+static int
+alloc_columns(Columns *c, ColumnWriter *w, Py_ssize_t n, Py_ssize_t nulls, Py_ssize_t key_bytes,
+              Py_ssize_t value_bytes, int large)
+{
+    Py_ssize_t width = large ? 8 : 4;
+    c->offsets = PyBytes_FromStringAndSize(NULL, n * 8);
+    c->timestamps = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (nulls) {
+        c->validity = PyBytes_FromStringAndSize(NULL, (n + 7) / 8);
+    }
+    else {
+        c->validity = Py_None;
+        Py_INCREF(c->validity);
+    }
+    c->key_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * width);
+    c->key_data = PyBytes_FromStringAndSize(NULL, key_bytes);
+    c->value_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * width);
+    c->value_data = PyBytes_FromStringAndSize(NULL, value_bytes);
+    if (!c->offsets || !c->timestamps || !c->validity || !c->key_offsets || !c->key_data ||
+        !c->value_offsets || !c->value_data) {
+        return -1;
+    }
+    w->offsets = (uint64_t *)PyBytes_AS_STRING(c->offsets);
+    w->timestamps = (uint64_t *)PyBytes_AS_STRING(c->timestamps);
+    w->valid = nulls ? (uint8_t *)PyBytes_AS_STRING(c->validity) : NULL;
+    if (w->valid) {
+        memset(w->valid, 0, (size_t)((n + 7) / 8));
+    }
+    w->key_offsets = PyBytes_AS_STRING(c->key_offsets);
+    w->key_data = PyBytes_AS_STRING(c->key_data);
+    w->value_offsets = PyBytes_AS_STRING(c->value_offsets);
+    w->value_data = PyBytes_AS_STRING(c->value_data);
+    w->large = large;
+    w->kpos = 0;
+    w->vpos = 0;
+    return 0;
+}
+
+static inline void
+put_binary_offset(char *offsets, Py_ssize_t i, int64_t value, int large)
+{
+    if (large) {
+        ((int64_t *)offsets)[i] = value;
+    }
+    else {
+        ((int32_t *)offsets)[i] = (int32_t)value;
+    }
+}
+
+/* Write record i; key is NULL when absent. The buffers were sized for it. */
+static inline void
+write_record(ColumnWriter *w, Py_ssize_t i, uint64_t offset, uint64_t timestamp, const char *key,
+             Py_ssize_t key_len, const char *value, Py_ssize_t value_len)
+{
+    w->offsets[i] = offset;
+    w->timestamps[i] = timestamp;
+    put_binary_offset(w->key_offsets, i, w->kpos, w->large);
+    put_binary_offset(w->value_offsets, i, w->vpos, w->large);
+    if (key != NULL) {
+        memcpy(w->key_data + w->kpos, key, (size_t)key_len);
+        w->kpos += key_len;
+        if (w->valid) {
+            w->valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+        }
+    }
+    memcpy(w->value_data + w->vpos, value, (size_t)value_len);
+    w->vpos += value_len;
+}
+
+/* The closing key/value offsets after n records. */
+static inline void
+finish_columns(ColumnWriter *w, Py_ssize_t n)
+{
+    put_binary_offset(w->key_offsets, n, w->kpos, w->large);
+    put_binary_offset(w->value_offsets, n, w->vpos, w->large);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -402,60 +580,28 @@ fail:
  * changed in between (a writable buffer mutated by another thread), never writing past the
  * buffers. */
 static Py_ssize_t
-fill_columns(const uint8_t *d, Py_ssize_t len, uint64_t off, uint64_t ts, int legacy, int large,
-             Py_ssize_t n, int64_t kcap, int64_t vcap, uint64_t *offs, uint64_t *tss,
-             uint8_t *valid, char *ko, char *kd, char *vo, char *vd, uint64_t *max_ts)
+fill_columns(const BlockArgs *a, ColumnWriter *cw, Py_ssize_t n, int64_t kcap, int64_t vcap,
+             uint64_t *max_ts)
 {
-    Parser p = {d, len, ERR_NONE, NULL, 0, 0, 0, 0};
-    Py_ssize_t pos = 0, i = 0;
-    int64_t kpos = 0, vpos = 0;
-    uint64_t top = 0;
+    const char *base = (const char *)a->view.buf;
+    BlockWalk w;
     RawRecord rec;
-    while (pos < len) {
-        if (i >= n || next_record(&p, &pos, &rec) < 0 || kpos + rec.key_len > kcap ||
-            vpos + rec.value_len > vcap) {
+    Py_ssize_t i = 0;
+    uint64_t top = 0;
+    walk_start(&w, a);
+    while (i < n && walk_next(&w, &rec) > 0) {
+        if (cw->kpos + rec.key_len > kcap || cw->vpos + rec.value_len > vcap) {
             break; /* only if the bytes changed since the first pass */
         }
-        if (i == 0) {
-            off = (legacy && rec.offset_delta) ? off - 1 + rec.offset_delta
-                                               : off + rec.offset_delta;
+        if (i == 0 || w.timestamp > top) {
+            top = w.timestamp;
         }
-        else {
-            off += rec.offset_delta;
-        }
-        ts += rec.timestamp_delta;
-        offs[i] = off;
-        tss[i] = ts;
-        if (i == 0 || ts > top) {
-            top = ts;
-        }
-        if (large) {
-            ((int64_t *)ko)[i] = kpos;
-            ((int64_t *)vo)[i] = vpos;
-        }
-        else {
-            ((int32_t *)ko)[i] = (int32_t)kpos;
-            ((int32_t *)vo)[i] = (int32_t)vpos;
-        }
-        if (rec.key_start >= 0) {
-            memcpy(kd + kpos, d + rec.key_start, (size_t)rec.key_len);
-            kpos += rec.key_len;
-            if (valid) {
-                valid[i >> 3] |= (uint8_t)(1u << (i & 7));
-            }
-        }
-        memcpy(vd + vpos, d + rec.value_start, (size_t)rec.value_len);
-        vpos += rec.value_len;
+        write_record(cw, i, w.offset, w.timestamp,
+                     rec.key_start < 0 ? NULL : base + rec.key_start, rec.key_len,
+                     base + rec.value_start, rec.value_len);
         i++;
     }
-    if (large) {
-        ((int64_t *)ko)[i] = kpos;
-        ((int64_t *)vo)[i] = vpos;
-    }
-    else {
-        ((int32_t *)ko)[i] = (int32_t)kpos;
-        ((int32_t *)vo)[i] = (int32_t)vpos;
-    }
+    finish_columns(cw, i);
     *max_ts = top;
     return i;
 }
@@ -464,50 +610,26 @@ static PyObject *
 decode_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError,
-                     "decode_columns() takes 6 positional arguments (data, first_offset, "
-                     "first_timestamp, legacy, key, position), got %zd",
-                     nargs);
+    BlockArgs a;
+    Columns c = COLUMNS_EMPTY;
+    ColumnWriter cw;
+    uint64_t max_ts = 0;
+    if (parse_block_args("decode_columns", args, nargs, &a) < 0) {
         return NULL;
-    }
-    PyObject *key = args[4];
-    PyObject *position = args[5];
-    uint64_t off = 0, ts = 0, max_ts = 0;
-    int legacy = 0;
-    Py_buffer view;
-    PyObject *holder;
-    PyObject *offsets = NULL, *timestamps = NULL, *validity = NULL, *key_offsets = NULL,
-             *key_data = NULL, *value_offsets = NULL, *value_data = NULL;
-    if (get_view(args[0], &view, &holder) < 0) {
-        return NULL;
-    }
-    /* Argument checks in decode_records' order, so both accept and refuse the same calls. */
-    if (view.len > 0) {
-        if (get_u64_mask(args[1], &off) < 0 || get_u64_mask(args[2], &ts) < 0) {
-            goto fail;
-        }
-        legacy = PyObject_IsTrue(args[3]);
-        if (legacy < 0) {
-            goto fail;
-        }
     }
 
     /* First pass: validate every record (raising exactly what decode_records raises) and
      * size the buffers, so nothing is allocated for a block that turns out corrupt. */
-    Parser p = {(const uint8_t *)view.buf, view.len, ERR_NONE, NULL, 0, 0, 0, 0};
-    Py_ssize_t pos = 0, n = 0, nulls = 0;
-    uint64_t key_bytes = 0, value_bytes = 0;
+    BlockWalk w;
     RawRecord rec;
-    int bad = 0;
+    Py_ssize_t n = 0, nulls = 0;
+    uint64_t key_bytes = 0, value_bytes = 0;
+    int rc;
+    walk_start(&w, &a);
     /* Both passes touch only the block's bytes and buffers nobody else sees yet (the view
      * keeps the block alive and unresizable): other threads run meanwhile. */
     Py_BEGIN_ALLOW_THREADS
-    while (pos < p.n) {
-        if (next_record(&p, &pos, &rec) < 0) {
-            bad = 1;
-            break;
-        }
+    while ((rc = walk_next(&w, &rec)) > 0) {
         n++;
         if (rec.key_start < 0) {
             nulls++;
@@ -518,75 +640,44 @@ decode_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         value_bytes += (uint64_t)rec.value_len;
     }
     Py_END_ALLOW_THREADS
-    if (bad) {
-        raise_parser_error(&p, key, position);
+    if (rc < 0) {
+        raise_parser_error(&w.p, a.key, a.position);
         goto fail;
     }
     int large = key_bytes > INT32_MAX || value_bytes > INT32_MAX;
-    Py_ssize_t width = large ? 8 : 4;
-    offsets = PyBytes_FromStringAndSize(NULL, n * 8);
-    timestamps = PyBytes_FromStringAndSize(NULL, n * 8);
-    if (nulls) {
-        validity = PyBytes_FromStringAndSize(NULL, (n + 7) / 8);
-    }
-    else {
-        validity = Py_None;
-        Py_INCREF(validity);
-    }
-    key_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * width);
-    key_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)key_bytes);
-    value_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * width);
-    value_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)value_bytes);
-    if (!offsets || !timestamps || !validity || !key_offsets || !key_data || !value_offsets ||
-        !value_data) {
+    if (alloc_columns(&c, &cw, n, nulls, (Py_ssize_t)key_bytes, (Py_ssize_t)value_bytes, large) <
+        0) {
         goto fail;
     }
-    uint8_t *valid = nulls ? (uint8_t *)PyBytes_AS_STRING(validity) : NULL;
-    if (valid) {
-        memset(valid, 0, (size_t)((n + 7) / 8));
-    }
-    uint64_t *offs_buf = (uint64_t *)PyBytes_AS_STRING(offsets);
-    uint64_t *ts_buf = (uint64_t *)PyBytes_AS_STRING(timestamps);
-    char *ko = PyBytes_AS_STRING(key_offsets), *kd = PyBytes_AS_STRING(key_data);
-    char *vo = PyBytes_AS_STRING(value_offsets), *vd = PyBytes_AS_STRING(value_data);
     Py_ssize_t filled;
     Py_BEGIN_ALLOW_THREADS
-    filled = fill_columns((const uint8_t *)view.buf, view.len, off, ts, legacy, large, n,
-                          (int64_t)key_bytes, (int64_t)value_bytes, offs_buf, ts_buf, valid, ko,
-                          kd, vo, vd, &max_ts);
+    filled = fill_columns(&a, &cw, n, (int64_t)key_bytes, (int64_t)value_bytes, &max_ts);
     Py_END_ALLOW_THREADS
     if (filled != n) {
         PyErr_SetString(PyExc_RuntimeError,
                         "decode_columns: the block's bytes changed while it was being decoded");
         goto fail;
     }
-    PyBuffer_Release(&view);
-    Py_XDECREF(holder);
+    release_block_args(&a);
     PyObject *top;
     if (n) {
         top = PyLong_FromUnsignedLongLong(max_ts);
         if (top == NULL) {
-            goto fail_buffers; /* the view is already released */
+            clear_columns(&c); /* the view is already released */
+            return NULL;
         }
     }
     else {
         top = Py_None;
         Py_INCREF(top);
     }
-    return Py_BuildValue("(nNNNnNNNNNN)", n, offsets, timestamps, validity, nulls, key_offsets,
-                         key_data, value_offsets, value_data, PyBool_FromLong(large), top);
+    return Py_BuildValue("(nNNNnNNNNNN)", n, c.offsets, c.timestamps, c.validity, nulls,
+                         c.key_offsets, c.key_data, c.value_offsets, c.value_data,
+                         PyBool_FromLong(large), top);
 
 fail:
-    PyBuffer_Release(&view);
-    Py_XDECREF(holder);
-fail_buffers:
-    Py_XDECREF(offsets);
-    Py_XDECREF(timestamps);
-    Py_XDECREF(validity);
-    Py_XDECREF(key_offsets);
-    Py_XDECREF(key_data);
-    Py_XDECREF(value_offsets);
-    Py_XDECREF(value_data);
+    release_block_args(&a);
+    clear_columns(&c);
     return NULL;
 }
 
@@ -654,32 +745,11 @@ records_to_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                         "more than 2**31-1 key or value bytes: use large=True");
         return NULL;
     }
-    Py_ssize_t width = large ? 8 : 4;
-    PyObject *offsets = PyBytes_FromStringAndSize(NULL, n * 8);
-    PyObject *timestamps = PyBytes_FromStringAndSize(NULL, n * 8);
-    PyObject *validity = nulls ? PyBytes_FromStringAndSize(NULL, (n + 7) / 8) : Py_None;
-    if (!nulls) {
-        Py_INCREF(Py_None);
-    }
-    PyObject *key_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * width);
-    PyObject *key_data = PyBytes_FromStringAndSize(NULL, key_bytes);
-    PyObject *value_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * width);
-    PyObject *value_data = PyBytes_FromStringAndSize(NULL, value_bytes);
-    if (!offsets || !timestamps || !validity || !key_offsets || !key_data || !value_offsets ||
-        !value_data) {
+    Columns c = COLUMNS_EMPTY;
+    ColumnWriter cw;
+    if (alloc_columns(&c, &cw, n, nulls, key_bytes, value_bytes, large) < 0) {
         goto fail;
     }
-    uint64_t *offs = (uint64_t *)PyBytes_AS_STRING(offsets);
-    uint64_t *tss = (uint64_t *)PyBytes_AS_STRING(timestamps);
-    uint8_t *valid = nulls ? (uint8_t *)PyBytes_AS_STRING(validity) : NULL;
-    char *ko = PyBytes_AS_STRING(key_offsets);
-    char *kd = PyBytes_AS_STRING(key_data);
-    char *vo = PyBytes_AS_STRING(value_offsets);
-    char *vd = PyBytes_AS_STRING(value_data);
-    if (valid) {
-        memset(valid, 0, (size_t)((n + 7) / 8));
-    }
-    int64_t kpos = 0, vpos = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *rec = PyList_GET_ITEM(records, i);
         uint64_t o, t;
@@ -687,49 +757,18 @@ records_to_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             get_u64_mask(PyTuple_GET_ITEM(rec, 1), &t) < 0) {
             goto fail;
         }
-        offs[i] = o;
-        tss[i] = t;
-        if (large) {
-            ((int64_t *)ko)[i] = kpos;
-            ((int64_t *)vo)[i] = vpos;
-        }
-        else {
-            ((int32_t *)ko)[i] = (int32_t)kpos;
-            ((int32_t *)vo)[i] = (int32_t)vpos;
-        }
         PyObject *k = PyTuple_GET_ITEM(rec, 2);
-        if (k != Py_None) {
-            Py_ssize_t kl = PyBytes_GET_SIZE(k);
-            memcpy(kd + kpos, PyBytes_AS_STRING(k), (size_t)kl);
-            kpos += kl;
-            if (valid) {
-                valid[i >> 3] |= (uint8_t)(1u << (i & 7));
-            }
-        }
         PyObject *v = PyTuple_GET_ITEM(rec, 3);
-        Py_ssize_t vl = PyBytes_GET_SIZE(v);
-        memcpy(vd + vpos, PyBytes_AS_STRING(v), (size_t)vl);
-        vpos += vl;
+        write_record(&cw, i, o, t, k == Py_None ? NULL : PyBytes_AS_STRING(k),
+                     k == Py_None ? 0 : PyBytes_GET_SIZE(k), PyBytes_AS_STRING(v),
+                     PyBytes_GET_SIZE(v));
     }
-    if (large) {
-        ((int64_t *)ko)[n] = kpos;
-        ((int64_t *)vo)[n] = vpos;
-    }
-    else {
-        ((int32_t *)ko)[n] = (int32_t)kpos;
-        ((int32_t *)vo)[n] = (int32_t)vpos;
-    }
-    return Py_BuildValue("(NNNnNNNN)", offsets, timestamps, validity, nulls, key_offsets,
-                         key_data, value_offsets, value_data);
+    finish_columns(&cw, n);
+    return Py_BuildValue("(NNNnNNNN)", c.offsets, c.timestamps, c.validity, nulls, c.key_offsets,
+                         c.key_data, c.value_offsets, c.value_data);
 
 fail:
-    Py_XDECREF(offsets);
-    Py_XDECREF(timestamps);
-    Py_XDECREF(validity);
-    Py_XDECREF(key_offsets);
-    Py_XDECREF(key_data);
-    Py_XDECREF(value_offsets);
-    Py_XDECREF(value_data);
+    clear_columns(&c);
     return NULL;
 }
 
