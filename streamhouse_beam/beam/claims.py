@@ -9,6 +9,16 @@ stop in between. The outcome is one that per-record claims could also have produ
 lands before or after the chunk's claims), and the tracker ends in the same state: when some
 records do not fit, the first one past the stop is attempted (and refused) as the per-record
 loop would, so ``check_done`` sees the same last attempt.
+
+Partitions found by partition discovery are read under a
+:class:`~streamhouse_beam.beam.restriction.NewPartitionsTracker`, whose claims are
+``("offset", partition, offset)``. :class:`NewPartitionOffsets` presents one partition of it as a
+plain offset tracker, so the same chunk code (:func:`claim_prefix`, ``claim_batch``, the DoFn's
+conversion) serves both paths. That tracker has no stop: it refuses an offset claim only once
+checkpointed or ended, and no offset claim changes either. So a claim of the chunk's last offset
+is exact on its own (Beam's thread-safe tracker makes the one claim atomic against a
+checkpoint): it claims the whole chunk, leaving the position at last + 1 as per-record claims
+would, or nothing, as when the checkpoint lands before the first per-record claim.
 """
 
 from __future__ import annotations
@@ -18,9 +28,11 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from streamhouse_beam.beam.restriction import PartitionRestrictionTracker
+from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
 
-__all__ = ["claim_prefix"]
+from streamhouse_beam.beam.restriction import NewPartitionsTracker, PartitionRestrictionTracker
+
+__all__ = ["NewPartitionOffsets", "claim_prefix"]
 
 
 def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
@@ -30,14 +42,16 @@ def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
         records: ``(offset, ...)`` tuples in increasing offset order, after every offset
             claimed so far.
         tracker: the ``process()`` call's tracker: Beam's ``RestrictionTrackerView`` or a
-            bare :class:`PartitionRestrictionTracker`; any other wrapper is claimed record by
-            record, which is exact whatever it does.
+            bare :class:`PartitionRestrictionTracker`, or a :class:`NewPartitionOffsets`; any
+            other wrapper is claimed record by record, which is exact whatever it does.
 
     Returns:
         How many leading records are claimed (and must be emitted).
     """
     if not records:
         return 0
+    if isinstance(tracker, NewPartitionOffsets):
+        return tracker.claim_prefix(records)
     inner = getattr(tracker, "_threadsafe_restriction_tracker", None)
     lock = getattr(inner, "_lock", None)
     if lock is None and not isinstance(tracker, PartitionRestrictionTracker):
@@ -57,3 +71,53 @@ def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
         elif take < len(records):
             tracker.try_claim(records[take][0])
     return take
+
+
+class NewPartitionOffsets:
+    """One partition's offsets of a new-partitions tracker, claimed like a partition tracker.
+
+    ``try_claim(offset)`` claims ``("offset", partition, offset)``; :func:`claim_prefix` claims
+    a chunk with one claim of its last offset when the tracker is a bare
+    :class:`NewPartitionsTracker` or Beam's view of one (see the module docstring), and record
+    by record through any other wrapper, which is exact whatever the wrapper does.
+
+    Args:
+        tracker: the ``process()`` call's tracker of a ``NewPartitionsRestriction``.
+        partition: the partition whose offsets are claimed.
+    """
+
+    __slots__ = ("_chunked", "_partition", "_tracker")
+
+    def __init__(self, tracker: Any, partition: int) -> None:
+        self._tracker = tracker
+        self._partition = partition
+        self._chunked = _is_new_partitions_tracker(tracker)
+
+    def try_claim(self, offset: int) -> bool:
+        """Claim one offset of the partition (a record, or the last offset a read passed)."""
+        return bool(self._tracker.try_claim(("offset", self._partition, offset)))
+
+    def claim_prefix(self, records: Sequence[tuple[Any, ...]]) -> int:
+        """Claim the longest prefix of ``records`` the restriction holds; return its length."""
+        if not records:
+            return 0
+        if self._chunked:
+            return len(records) if self.try_claim(records[-1][0]) else 0
+        take = 0
+        for i in range(len(records)):
+            if not self.try_claim(records[i][0]):
+                break
+            take += 1
+        return take
+
+
+def _is_new_partitions_tracker(tracker: Any) -> bool:
+    """Whether ``tracker`` claims exactly as a :class:`NewPartitionsTracker` (no wrapper logic)."""
+    if isinstance(tracker, NewPartitionsTracker):
+        return True
+    if type(tracker) is not RestrictionTrackerView:
+        return False
+    threadsafe = tracker._threadsafe_restriction_tracker
+    return type(threadsafe) is ThreadsafeRestrictionTracker and isinstance(
+        threadsafe._restriction_tracker, NewPartitionsTracker
+    )

@@ -29,7 +29,9 @@ Discovery: :class:`DiscoverPartitionsFn` lists the partitions of each topic when
 starts. For a tailing read it adds one :class:`NewPartitionsDescriptor` per topic: that element's
 restriction re-lists the topic every ``partition_discovery_interval`` and reads every partition
 created since, from its earliest offset, with exactly-once claims (see
-:class:`~streamhouse_beam.beam.restriction.NewPartitionsTracker`). Discovery is part of the read
+:class:`~streamhouse_beam.beam.restriction.NewPartitionsTracker`), a chunk per partition
+claimed and converted by the same code as steps 3-4
+(:class:`~streamhouse_beam.beam.claims.NewPartitionOffsets`). Discovery is part of the read
 stage rather than an upstream watching stage because runners such as FnApiRunner start a stage
 only once its upstream stages are finished, which an endless watcher never is.
 
@@ -52,7 +54,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from streamhouse_beam.beam.claims import claim_prefix
+from streamhouse_beam.beam.claims import NewPartitionOffsets, claim_prefix
 from streamhouse_beam.beam.coders import (
     DeadLetterRecord,
     StreamHouseRow,
@@ -674,49 +676,47 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 caught_up = False
                 break
             tp = TopicPartition(element.topic, partition)
-            batch = self._reader(tp).read(offset, None, remaining)
+            reader = self._reader(tp)
+            batch: Any
+            if config.output == "batches":
+                # As the main path: one Arrow batch, no Python object per record.
+                batch = reader.read_columns(offset, None, remaining)
+            else:
+                batch = reader.read(offset, None, remaining)
             self._count(batch)
             records = batch.records
-            if budget is not None and records:
-                granted = budget.take(len(records))
-                records = records[:granted]
-            out: list[Any] = []
-            last: int | None = None
-            as_batches = config.output == "batches"
-            claimed = 0
-            for rec in records:
-                if not tracker.try_claim(("offset", partition, rec[0])):
-                    break
-                claimed += 1
-                last = rec[0]
-                if not as_batches:
-                    out.extend(self._convert(tp, rec))
-            if claimed:
+            granted = len(records)
+            if budget is not None and granted:
+                granted = budget.take(granted)
+                if granted < len(records):
+                    records = records[:granted]
+            # The main path's claim and conversion; one claim per chunk on Beam's tracker view
+            # (streamhouse_beam.beam.claims.NewPartitionOffsets).
+            outputs, last, claimed, split, event_micros = self._outputs(
+                tp, records, NewPartitionOffsets(tracker, partition)
+            )
+            if event_micros is not None:
                 # Before the outputs leave: the estimator ignores Beam's per-output calls.
-                watermark_estimator.observe_event_time(
-                    max(rec[1] for rec in records[:claimed]) * 1000
-                )
-            # Records claimed before a refused claim belong to this restriction: emit them, or
-            # they would be lost (the residual starts after the last successful claim).
-            if as_batches and claimed:
-                from streamhouse_beam.beam.batches import batch_element
-
-                out.append(batch_element(tp, records[:claimed]))
+                watermark_estimator.observe_event_time(event_micros)
             if self._metrics is not None and claimed:
                 self._metrics["records_read"].inc(claimed)
-            yield from out
-            if claimed < len(records):
+            # Records claimed before a refused claim belong to this restriction: emit them, or
+            # they would be lost (the residual starts after the last successful claim).
+            yield from outputs
+            if split:
                 if budget is not None:
-                    budget.give_back(len(records) - claimed)
+                    budget.give_back(granted - claimed)
+                self._after(element, tp, res, bundle_finalizer, last, offset, batch)
                 return
-            remaining -= len(records)
+            remaining -= granted
             if budget is not None and budget.exhausted:
                 self._after(element, tp, res, bundle_finalizer, last, offset, batch)
                 tracker.try_claim(("end",))
                 return
-            if len(records) == len(batch.records) and batch.next_offset - 1 > (
+            if granted == len(batch.records) and batch.next_offset - 1 > (
                 offset - 1 if last is None else last
             ):
+                # Offsets the read scanned past hold no record: resume after them.
                 tracker.try_claim(("offset", partition, batch.next_offset - 1))
                 last = batch.next_offset - 1
             self._after(element, tp, res, bundle_finalizer, last, offset, batch)
