@@ -18,8 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURE_SEGMENTS
-from streamhouse_beam.errors import SegmentError
-from streamhouse_beam.segment import SegmentReader, decode_records_py, decompress_block
+from streamhouse_beam.segment import SegmentReader, decode_records_py
 from streamhouse_beam.segment import decode as decode_mod
 from streamhouse_beam.segment.columns import (
     BATCH_SCHEMA,
@@ -37,6 +36,14 @@ from streamhouse_beam.segment.decode import (
 )
 from streamhouse_beam.segment.format import FOOTER_SIZE, Compression
 from streamhouse_beam.segment.writer import write_segment
+from tests.decoder_agreement import (
+    CASES,
+    U64,
+    DecoderAgreement,
+    fixture_blocks,
+    outcome,
+    segment_blocks,
+)
 
 try:
     from streamhouse_beam.segment import _speedups  # type: ignore[attr-defined,unused-ignore]
@@ -45,30 +52,31 @@ try:
 except (ImportError, AttributeError):  # no compiler: only the pure-Python decoder exists
     decode_columns_c = None
 
-U64 = 2**64 - 1
-CASES = sorted(p.stem for p in FIXTURE_SEGMENTS.glob("*.seg"))
 Rec = tuple[int, int, "bytes | None", bytes]
-
-
-def _outcome(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
-    try:
-        return "ok", fn(*args)
-    except SegmentError as exc:
-        return "error", (type(exc), str(exc), exc.key, exc.position)
 
 
 def _assert_same(data: Any, first_offset: int, first_ts: int, legacy: bool) -> tuple[str, Any]:
     """decode_columns (C and Python) agree with each other and with decode_records_py."""
     args = (data, first_offset, first_ts, legacy, "topic/seg", 4242)
-    records = _outcome(decode_records_py, *args)
-    py = _outcome(decode_columns_py, *args)
+    records = outcome(decode_records_py, *args)
+    py = outcome(decode_columns_py, *args)
     if records[0] == "ok":
         assert py == ("ok", records_to_buffers(records[1]))
     else:
         assert py == records
     if decode_columns_c is not None:
-        assert _outcome(decode_columns_c, *args) == py
+        assert outcome(decode_columns_c, *args) == py
     return py
+
+
+class TestDecodeColumnsAgreement(DecoderAgreement):
+    """decode_columns (C and pure Python) against decode_records_py on the shared inputs."""
+
+    assert_same = staticmethod(_assert_same)
+
+    @staticmethod
+    def count(result: Any) -> int:
+        return int(result[0])
 
 
 def _rows(block: BlockColumns) -> list[Rec]:
@@ -81,19 +89,6 @@ def _rows(block: BlockColumns) -> list[Rec]:
             strict=True,
         )
     )
-
-
-def _fixture_blocks(case: str) -> list[tuple[bytes, int, int, bool]]:
-    data = (FIXTURE_SEGMENTS / f"{case}.seg").read_bytes()
-    reader = SegmentReader(data, key=case)
-    out = []
-    for i, entry in enumerate(reader.index):
-        start, end = reader.block_range(i)
-        raw = decompress_block(
-            data[start:end], reader.compression, max_bytes=2**30, key=case, position=start
-        )
-        out.append((bytes(raw), entry.offset, entry.timestamp, i > 0))
-    return out
 
 
 def _check_reader(reader: SegmentReader) -> list[Rec]:
@@ -115,17 +110,6 @@ def _check_reader(reader: SegmentReader) -> list[Rec]:
 
 
 # ------------------------------------------------------------------------------ fixtures
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_every_fixture_block_decodes_to_the_records_in_columns(case: str) -> None:
-    for raw, first_offset, first_ts, legacy in _fixture_blocks(case):
-        kind, buffers = _assert_same(raw, first_offset, first_ts, legacy)
-        assert kind == "ok" and buffers[0] > 0
-        # The other legacy setting and other buffer types must agree too.
-        _assert_same(raw, first_offset, first_ts, not legacy)
-        _assert_same(memoryview(raw), first_offset, first_ts, legacy)
-        _assert_same(bytearray(raw), first_offset, first_ts, legacy)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -185,12 +169,8 @@ def test_generated_segments_decode_identically_in_columns(
     reader = SegmentReader(data)
     expected = [(o, t, k if k else None, v) for o, t, k, v in records]
     assert _check_reader(reader) == expected
-    for i, entry in enumerate(reader.index):
-        start, end = reader.block_range(i)
-        raw = decompress_block(
-            data[start:end], compression, max_bytes=2**30, key=None, position=start
-        )
-        _assert_same(raw, entry.offset, entry.timestamp, i > 0)
+    for raw, first_offset, first_ts, legacy_block in segment_blocks(data):
+        _assert_same(raw, first_offset, first_ts, legacy_block)
 
 
 def test_legacy_layout_decodes_to_the_same_columns_as_the_current_one() -> None:
@@ -206,54 +186,10 @@ def test_legacy_layout_decodes_to_the_same_columns_as_the_current_one() -> None:
 # -------------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("case", ["single_none", "keys_empty_absent_none", "gapped_offsets_none"])
-def test_every_truncation_of_a_small_block_raises_the_same_error(case: str) -> None:
-    raw, first_offset, first_ts, legacy = _fixture_blocks(case)[0]
-    for n in range(len(raw)):
-        _assert_same(raw[:n], first_offset, first_ts, legacy)
-
-
-@pytest.mark.parametrize("case", ["single_none", "keys_empty_absent_none"])
-def test_every_byte_flip_of_a_small_block_gives_the_same_outcome(case: str) -> None:
-    raw, first_offset, first_ts, legacy = _fixture_blocks(case)[0]
-    for i in range(len(raw)):
-        for value in (0x00, 0x7F, 0x80, 0xFF, raw[i] ^ 0x01):
-            _assert_same(raw[:i] + bytes([value]) + raw[i + 1 :], first_offset, first_ts, legacy)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        b"\x80" * 9,  # truncated varint
-        b"\x80" * 10,  # ten continuation bytes: corrupt even at the end
-        b"\xff" * 9 + b"\x7f" + b"\x00\x00\x00",  # 10-byte varint, high bits dropped
-        b"\x00\x00\x05ab",  # key runs past the end
-        b"\x00\x00\x00\x05abc",  # value runs past the end
-        b"\x00\x00" + b"\xff" * 9 + b"\x01",  # key length 2**64-1: need beyond 2**64
-        b"\x00\x00\x00\x00" + b"\x02\x00\x00\x00",  # second record, offset +1
-        b"\x00\x00\x00\x00" + b"\x02\x01\x00\x00",  # timestamps going backwards
-    ],
-)
-def test_edge_blocks_agree(data: bytes) -> None:
-    for legacy in (False, True):
-        for first in (0, 1, U64):
-            _assert_same(data, first, U64 - first, legacy)
-
-
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=64), first=u64, legacy=st.booleans())
 def test_arbitrary_bytes_give_the_same_outcome(data: bytes, first: int, legacy: bool) -> None:
     _assert_same(data, first, U64 - first, legacy)
-
-
-def test_non_contiguous_memoryview_decodes_like_bytes() -> None:
-    raw, first_offset, first_ts, legacy = _fixture_blocks("keys_empty_absent_none")[0]
-    strided = memoryview(bytes(b for x in raw for b in (x, 0)))[::2]
-    assert not strided.contiguous
-    assert _assert_same(strided, first_offset, first_ts, legacy) == _assert_same(
-        raw, first_offset, first_ts, legacy
-    )
 
 
 def test_wrong_argument_count_is_a_type_error() -> None:
@@ -283,8 +219,8 @@ def test_damaged_blocks_raise_the_same_errors_through_the_segment_reader() -> No
     failures = 0
     for name, data in _damaged_segments():
         reader = SegmentReader(data, key=name)
-        records = _outcome(reader.decode_block, 0)
-        columns = _outcome(reader.decode_block_columns, 0)
+        records = outcome(reader.decode_block, 0)
+        columns = outcome(reader.decode_block_columns, 0)
         if records[0] == "ok":
             assert columns[0] == "ok" and _rows(columns[1]) == records[1], name
         else:
@@ -388,7 +324,7 @@ def test_concurrent_decodes_in_threads_give_the_same_buffers() -> None:
     blocks = [
         b
         for case in ("multiblock_records_none", "gapped_offsets_lz4")
-        for b in _fixture_blocks(case)
+        for b in fixture_blocks(case)
     ]
     expected = [decode_columns(raw, o, t, legacy, "k", 0) for raw, o, t, legacy in blocks]
     with ThreadPoolExecutor(4) as pool:

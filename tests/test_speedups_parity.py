@@ -10,106 +10,36 @@ class, message, ``key`` and ``position``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURE_SEGMENTS
-from streamhouse_beam.errors import SegmentError
-from streamhouse_beam.segment import SegmentReader, decode_records_py, decompress_block
+from streamhouse_beam.segment import decode_records_py
 from streamhouse_beam.segment.writer import encode_uvarint, encode_zigzag
+from tests.decoder_agreement import U64, DecoderAgreement, outcome
 
 _speedups = pytest.importorskip("streamhouse_beam.segment._speedups")
 decode_records_c = _speedups.decode_records
 
-U64 = 2**64 - 1
-CASES = sorted(p.stem for p in FIXTURE_SEGMENTS.glob("*.seg"))
-
-
-def _outcome(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
-    try:
-        return "ok", fn(*args)
-    except SegmentError as exc:
-        return "error", (type(exc), str(exc), exc.key, exc.position)
-
 
 def _assert_same(data: Any, first_offset: int, first_ts: int, legacy: bool) -> tuple[str, Any]:
     args = (data, first_offset, first_ts, legacy, "topic/seg", 4242)
-    py = _outcome(decode_records_py, *args)
-    c = _outcome(decode_records_c, *args)
+    py = outcome(decode_records_py, *args)
+    c = outcome(decode_records_c, *args)
     assert c == py
     return py
 
 
-def _blocks(case: str) -> list[tuple[bytes, int, int, bool]]:
-    data = (FIXTURE_SEGMENTS / f"{case}.seg").read_bytes()
-    reader = SegmentReader(data, key=case)
-    out = []
-    for i, entry in enumerate(reader.index):
-        start, end = reader.block_range(i)
-        raw = decompress_block(
-            data[start:end], reader.compression, max_bytes=2**30, key=case, position=start
-        )
-        out.append((bytes(raw), entry.offset, entry.timestamp, i > 0))
-    return out
+class TestCDecoderAgreement(DecoderAgreement):
+    """The C decode_records against decode_records_py on the shared inputs."""
 
+    assert_same = staticmethod(_assert_same)
 
-@pytest.mark.parametrize("case", CASES)
-def test_every_fixture_block_decodes_identically(case: str) -> None:
-    for raw, first_offset, first_ts, legacy in _blocks(case):
-        kind, records = _assert_same(raw, first_offset, first_ts, legacy)
-        assert kind == "ok" and records
-        # The other legacy setting and buffer types must agree too.
-        _assert_same(raw, first_offset, first_ts, not legacy)
-        _assert_same(memoryview(raw), first_offset, first_ts, legacy)
-        _assert_same(bytearray(raw), first_offset, first_ts, legacy)
-
-
-@pytest.mark.parametrize("case", ["single_none", "keys_empty_absent_none", "gapped_offsets_none"])
-def test_every_truncation_of_a_small_block_raises_the_same_error(case: str) -> None:
-    raw, first_offset, first_ts, legacy = _blocks(case)[0]
-    for n in range(len(raw)):
-        _assert_same(raw[:n], first_offset, first_ts, legacy)
-
-
-@pytest.mark.parametrize("case", ["single_none", "keys_empty_absent_none"])
-def test_every_byte_flip_of_a_small_block_gives_the_same_outcome(case: str) -> None:
-    raw, first_offset, first_ts, legacy = _blocks(case)[0]
-    for i in range(len(raw)):
-        for value in (0x00, 0x7F, 0x80, 0xFF, raw[i] ^ 0x01):
-            flipped = raw[:i] + bytes([value]) + raw[i + 1 :]
-            _assert_same(flipped, first_offset, first_ts, legacy)
-
-
-def test_non_contiguous_memoryview_decodes_like_bytes() -> None:
-    raw, first_offset, first_ts, legacy = _blocks("keys_empty_absent_none")[0]
-    strided = memoryview(bytes(b for x in raw for b in (x, 0)))[::2]
-    assert not strided.contiguous
-    assert _assert_same(strided, first_offset, first_ts, legacy) == _assert_same(
-        raw, first_offset, first_ts, legacy
-    )
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        b"\x80" * 9,  # truncated varint
-        b"\x80" * 10,  # ten continuation bytes: corrupt even at the end
-        b"\xff" * 9 + b"\x7f" + b"\x00\x00\x00",  # 10-byte varint, high bits dropped
-        b"\x00\x00\x05ab",  # key runs past the end
-        b"\x00\x00\x00\x05abc",  # value runs past the end
-        b"\x00\x00" + b"\xff" * 9 + b"\x01",  # key length 2**64-1: need beyond 2**64
-        b"\x00\x00\x00\x00" + b"\x02\x00\x00\x00",  # second record, offset +1
-    ],
-)
-def test_edge_blocks_agree(data: bytes) -> None:
-    for legacy in (False, True):
-        for first in (0, 1, U64):
-            _assert_same(data, first, U64 - first, legacy)
+    @staticmethod
+    def count(result: Any) -> int:
+        return len(result)
 
 
 def test_offsets_and_timestamps_wrap_at_u64() -> None:
