@@ -4,10 +4,8 @@ prefetch and range reads."""
 
 from __future__ import annotations
 
-import itertools
 import pathlib
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,30 +21,22 @@ from streamhouse_beam.partition_reader import (
     segment_cache_key,
 )
 from streamhouse_beam.records import SegmentInfo
-from streamhouse_beam.storage import open_store
 from streamhouse_beam.storage.base import ObjectStore
 from streamhouse_beam.testing.faulty_store import FaultyStore
-from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse
+from streamhouse_beam.testing.local import LocalStreamHouse
+from tests import partition_layouts
+from tests.partition_layouts import (
+    GAPPED_STOP_RANGES,
+    Rec,
+    gapped_partition,
+    make_lsh,
+    overlapping_partition,
+    rec,
+    record_values,
+    three_segments,
+)
 
-Rec = tuple[int, int, "bytes | None", bytes]
-_NAMES = itertools.count()
-
-
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[ObjectStore]:
-    if request.param == "file":
-        yield open_store((tmp_path / "storage").as_uri())
-    else:
-        mem = open_store(f"memory://reader-test-{next(_NAMES)}")
-        yield mem
-        mem.clear()  # type: ignore[attr-defined]
-        mem.clear(bucket="streamhouse")  # type: ignore[attr-defined]
-
-
-def make_lsh(tmp_path: pathlib.Path, store: ObjectStore, **kwargs: object) -> LocalStreamHouse:
-    lsh = LocalStreamHouse(f"sqlite:///{tmp_path / 'meta.db'}", store, **kwargs)  # type: ignore[arg-type]
-    lsh.create_schema()
-    return lsh
+store = partition_layouts.store  # the file:// and memory:// fixture, by its name
 
 
 def make_reader(
@@ -64,31 +54,6 @@ def make_reader(
         partition,
         ReadOptions(**options),  # type: ignore[arg-type]
     )
-
-
-def rec(offset: int, ts: int | None = None, size: int = 20) -> Rec:
-    """A deterministic record; keys on even offsets only."""
-    value = (f"v{offset}-".encode() * size)[:size]
-    key = f"k{offset % 7}".encode() if offset % 2 == 0 else None
-    return (offset, DEFAULT_CLOCK_START_MS + offset if ts is None else ts, key, value)
-
-
-def gapped_partition(lsh: LocalStreamHouse, topic: str = "t") -> list[Rec]:
-    """Segments with a hole before the first, between segments, inside (compacted) and
-    multi-block ones; returns every record in offset order."""
-    lsh.create_topic(topic, partitions=1)
-    layout = [
-        list(range(5, 40)),  # 0..4 never existed
-        [o for o in range(40, 120) if o % 3 != 0],  # compacted: offsets missing inside
-        list(range(150, 400)),  # 120..149: a gap between segments
-        list(range(400, 401)),  # a one-record segment
-    ]
-    out: list[Rec] = []
-    for offsets in layout:
-        records = [rec(o, size=60) for o in offsets]
-        lsh.write_segment(topic, 0, records)
-        out += records
-    return out
 
 
 def read_all(reader: PartitionReader, start: int, stop: int | None, chunk: int) -> list[Rec]:
@@ -152,19 +117,7 @@ def test_stop_offsets_bound_the_read(tmp_path: pathlib.Path, store: ObjectStore)
     lsh = make_lsh(tmp_path, store, block_size_target=400)
     expected = gapped_partition(lsh)
     reader = make_reader(lsh)
-    for start, stop in [
-        (0, 1),
-        (0, 6),
-        (5, 40),
-        (39, 41),
-        (100, 130),
-        (120, 150),
-        (130, 151),
-        (0, 401),
-        (399, 10_000),
-        (200, 200),
-        (300, 250),
-    ]:
+    for start, stop in GAPPED_STOP_RANGES:
         got = read_all(reader, start, stop, 13) if stop > start else []
         assert got == [r for r in expected if start <= r[0] < stop], (start, stop)
         batch = reader.read(start, stop, 1_000_000)
@@ -234,9 +187,7 @@ def test_watermark_below_segments_uses_the_segment_end(
 def test_missing_segment_fails_naming_the_lost_range(
     tmp_path: pathlib.Path, store: ObjectStore, mode: str
 ) -> None:
-    lsh = make_lsh(tmp_path, store, segment_max_records=10)
-    lsh.create_topic("orders", partitions=1)
-    lsh.append("orders", 0, [f"r{i}".encode() for i in range(30)], flush=True)
+    lsh = three_segments(tmp_path, store, "orders")
     reader = make_reader(lsh, "orders")
     if mode == "mid_read":
         assert len(reader.read(0, None, 5).records) == 5
@@ -251,9 +202,7 @@ def test_missing_segment_fails_naming_the_lost_range(
 def test_missing_segment_skipped_with_policy_and_reported(
     tmp_path: pathlib.Path, store: ObjectStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    lsh = make_lsh(tmp_path, store, segment_max_records=10)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [f"r{i}".encode() for i in range(30)], flush=True)
+    lsh = three_segments(tmp_path, store)
     lsh.delete_segment_object("t", 0, 10)
     reader = make_reader(lsh, on_missing_segment="skip")
     batch = reader.read(0, None, 100)
@@ -264,7 +213,10 @@ def test_missing_segment_skipped_with_policy_and_reported(
     assert len(logged) == 1
 
 
-def test_corrupt_download_is_fetched_once_more(tmp_path: pathlib.Path, store: ObjectStore) -> None:
+@pytest.mark.parametrize("method", ["read", "read_columns"])
+def test_corrupt_download_is_fetched_once_more(
+    tmp_path: pathlib.Path, store: ObjectStore, method: str
+) -> None:
     lsh = make_lsh(tmp_path, store)
     lsh.create_topic("t", partitions=1)
     lsh.append("t", 0, [b"a" * 100, b"b" * 100], flush=True)
@@ -272,13 +224,14 @@ def test_corrupt_download_is_fetched_once_more(tmp_path: pathlib.Path, store: Ob
     faulty = FaultyStore(lsh.store)
     faulty.corrupt_next(seg.key, times=1)
     reader = PartitionReader(lsh.metadata(), faulty, SegmentCache(1 << 20), "t", 0)
-    batch = reader.read(0, None, 10)
-    assert [r[3] for r in batch.records] == [b"a" * 100, b"b" * 100]
+    batch = getattr(reader, method)(0, None, 10)
+    assert record_values(batch.records) == [b"a" * 100, b"b" * 100]
     assert faulty.reads_of(seg.key) == 2
 
 
+@pytest.mark.parametrize("method", ["read", "read_columns"])
 def test_persistent_corruption_raises_naming_the_key(
-    tmp_path: pathlib.Path, store: ObjectStore
+    tmp_path: pathlib.Path, store: ObjectStore, method: str
 ) -> None:
     lsh = make_lsh(tmp_path, store)
     lsh.create_topic("t", partitions=1)
@@ -289,7 +242,7 @@ def test_persistent_corruption_raises_naming_the_key(
     cache = SegmentCache(1 << 20)
     reader = PartitionReader(lsh.metadata(), faulty, cache, "t", 0)
     with pytest.raises(ChecksumMismatchError) as info:
-        reader.read(0, None, 10)
+        getattr(reader, method)(0, None, 10)
     assert info.value.key == seg.key
     assert faulty.reads_of(seg.key) == 2
     assert cache.stats().entries == 0  # corrupt bytes are not kept
@@ -314,17 +267,10 @@ def test_overlapping_rows_yield_each_offset_once(
     tmp_path: pathlib.Path, store: ObjectStore
 ) -> None:
     lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    old = [rec(o, size=10) for o in range(0, 30)]
-    lsh.write_segment("t", 0, old)
-    # A newer, compacted object covering 10..18 (only even offsets survive); 19 stays old.
-    new = [(o, t, k, b"compacted") for o, t, k, _ in old[10:20] if o % 2 == 0]
-    lsh.write_segment(
-        "t", 0, new, key="data/t/0/compacted-10.seg", segment_id="c10", set_high_watermark=False
-    )
+    expected = overlapping_partition(lsh)
     reader = make_reader(lsh)
     got = read_all(reader, 0, None, 4)
-    assert [r[0] for r in got] == [*range(10), 10, 12, 14, 16, 18, *range(19, 30)]
+    assert [r[0] for r in got] == expected
     assert all((r[3] == b"compacted") == (10 <= r[0] <= 18) for r in got)
 
 

@@ -4,15 +4,15 @@ Every call is made on two readers with their own caches, one calling ``read`` an
 ``read_columns``; the batch must hold exactly the records (as ``records_to_batch`` builds them)
 and every other field of the result must be equal: ``next_offset``, the readable end, bytes
 read and fetched, cache and prefetch counters, lost ranges. Also: errors (missing segments
-under both policies, corruption re-fetched once), claims of a batch with a split, and the
-DoFn's batches poll loop with a timestamp stop and a record budget.
+under both policies, undecodable blocks re-fetched once; corrupt downloads are tested for both
+methods in test_partition_reader.py), claims of a batch with a split, and the DoFn's batches
+poll loop with a timestamp stop and a record budget.
 """
 
 from __future__ import annotations
 
-import itertools
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -36,18 +36,26 @@ from streamhouse_beam.beam.read_fn import ReadPartitionsFn
 from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
 from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from streamhouse_beam.cache import SegmentCache
-from streamhouse_beam.errors import ChecksumMismatchError, CorruptSegmentError, DataLossError
+from streamhouse_beam.errors import CorruptSegmentError, DataLossError
 from streamhouse_beam.partition_reader import PartitionReader, ReadOptions
 from streamhouse_beam.segment import SegmentReader
-from streamhouse_beam.storage import open_store
 from streamhouse_beam.storage.base import ObjectStore
-from streamhouse_beam.testing.faulty_store import FaultyStore
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse
+from tests import partition_layouts
+from tests.partition_layouts import (
+    GAPPED_STOP_RANGES,
+    Rec,
+    gapped_partition,
+    make_lsh,
+    overlapping_partition,
+    rec,
+    three_segments,
+)
 from tests.read_helpers import local_streamhouse, urls
 
-Rec = tuple[int, int, "bytes | None", bytes]
+store = partition_layouts.store  # the file:// and memory:// fixture, by its name
+
 T0 = DEFAULT_CLOCK_START_MS
-_NAMES = itertools.count()
 FIELDS = (
     "next_offset",
     "readable_end",
@@ -59,46 +67,6 @@ FIELDS = (
     "prefetch_hits",
     "lost_ranges",
 )
-
-
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[ObjectStore]:
-    if request.param == "file":
-        yield open_store((tmp_path / "storage").as_uri())
-    else:
-        mem = open_store(f"memory://columns-test-{next(_NAMES)}")
-        yield mem
-        mem.clear()  # type: ignore[attr-defined]
-        mem.clear(bucket="streamhouse")  # type: ignore[attr-defined]
-
-
-def make_lsh(tmp_path: pathlib.Path, store: ObjectStore, **kwargs: Any) -> LocalStreamHouse:
-    lsh = LocalStreamHouse(f"sqlite:///{tmp_path / 'meta.db'}", store, **kwargs)
-    lsh.create_schema()
-    return lsh
-
-
-def rec(offset: int, ts: int | None = None, size: int = 20) -> Rec:
-    """A deterministic record; keys on even offsets only."""
-    value = (f"v{offset}-".encode() * size)[:size]
-    key = f"k{offset % 7}".encode() if offset % 2 == 0 else None
-    return (offset, T0 + offset if ts is None else ts, key, value)
-
-
-def gapped_partition(lsh: LocalStreamHouse, topic: str = "t") -> list[Rec]:
-    """Gaps before, between and inside (compacted) segments, multi-block segments, 401 end."""
-    lsh.create_topic(topic, partitions=1)
-    out: list[Rec] = []
-    for offsets in [
-        list(range(5, 40)),
-        [o for o in range(40, 120) if o % 3 != 0],
-        list(range(150, 400)),
-        [400],
-    ]:
-        records = [rec(o, size=60) for o in offsets]
-        lsh.write_segment(topic, 0, records)
-        out += records
-    return out
 
 
 class Twins:
@@ -175,19 +143,7 @@ def test_stop_offsets_bound_the_batch(tmp_path: pathlib.Path, store: ObjectStore
     lsh = make_lsh(tmp_path, store, block_size_target=400)
     expected = gapped_partition(lsh)
     twins = Twins.of(lsh)
-    for start, stop in [
-        (0, 1),
-        (0, 6),
-        (5, 40),
-        (39, 41),
-        (100, 130),
-        (120, 150),
-        (130, 151),
-        (0, 401),
-        (399, 10_000),
-        (200, 200),
-        (300, 250),
-    ]:
+    for start, stop in GAPPED_STOP_RANGES:
         batch = twins.read(start, stop, 1_000_000)
         assert batch.records == [r for r in expected if start <= r[0] < stop]
         for n in (1, 3, 50):
@@ -287,15 +243,9 @@ def test_overlapping_rows_yield_each_offset_once(
     tmp_path: pathlib.Path, store: ObjectStore
 ) -> None:
     lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    old = [rec(o, size=10) for o in range(0, 30)]
-    lsh.write_segment("t", 0, old)
-    new = [(o, t, k, b"compacted") for o, t, k, _ in old[10:20] if o % 2 == 0]
-    lsh.write_segment(
-        "t", 0, new, key="data/t/0/compacted-10.seg", segment_id="c10", set_high_watermark=False
-    )
+    expected = overlapping_partition(lsh)
     got = Twins.of(lsh).read_all(0, None, 4)
-    assert [r[0] for r in got] == [*range(10), 10, 12, 14, 16, 18, *range(19, 30)]
+    assert [r[0] for r in got] == expected
 
 
 # ---------------------------------------------------------------------- missing / corrupt
@@ -305,9 +255,7 @@ def test_overlapping_rows_yield_each_offset_once(
 def test_missing_segment_fails_with_the_same_data_loss_error(
     tmp_path: pathlib.Path, store: ObjectStore, mode: str
 ) -> None:
-    lsh = make_lsh(tmp_path, store, segment_max_records=10)
-    lsh.create_topic("orders", partitions=1)
-    lsh.append("orders", 0, [f"r{i}".encode() for i in range(30)], flush=True)
+    lsh = three_segments(tmp_path, store, "orders")
     twins = Twins.of(lsh, topic="orders")
     start = 0
     if mode == "mid_read":
@@ -328,9 +276,7 @@ def test_missing_segment_fails_with_the_same_data_loss_error(
 def test_missing_segment_skipped_with_the_same_lost_ranges(
     tmp_path: pathlib.Path, store: ObjectStore
 ) -> None:
-    lsh = make_lsh(tmp_path, store, segment_max_records=10)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [f"r{i}".encode() for i in range(30)], flush=True)
+    lsh = three_segments(tmp_path, store)
     lsh.delete_segment_object("t", 0, 10)
     twins = Twins.of(lsh, on_missing_segment="skip")
     batch = twins.read(0, None, 100)
@@ -338,37 +284,6 @@ def test_missing_segment_skipped_with_the_same_lost_ranges(
     assert batch.lost_ranges == [(10, 19)]
     assert twins.read(12, None, 100).lost_ranges == [(12, 19)]
     Twins.of(lsh, on_missing_segment="skip").read_all(0, None, 3)
-
-
-def test_corrupt_download_is_fetched_once_more(tmp_path: pathlib.Path, store: ObjectStore) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a" * 100, b"b" * 100], flush=True)
-    (seg,) = lsh.segments("t", 0)
-    faulty = FaultyStore(lsh.store)
-    faulty.corrupt_next(seg.key, times=1)
-    reader = PartitionReader(lsh.metadata(), faulty, SegmentCache(1 << 20), "t", 0)
-    batch = reader.read_columns(0, None, 10)
-    assert batch.records.column("value").to_pylist() == [b"a" * 100, b"b" * 100]
-    assert faulty.reads_of(seg.key) == 2
-
-
-def test_persistent_corruption_raises_naming_the_key(
-    tmp_path: pathlib.Path, store: ObjectStore
-) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a" * 100], flush=True)
-    (seg,) = lsh.segments("t", 0)
-    faulty = FaultyStore(lsh.store)
-    faulty.corrupt_next(seg.key, times=5)
-    cache = SegmentCache(1 << 20)
-    reader = PartitionReader(lsh.metadata(), faulty, cache, "t", 0)
-    with pytest.raises(ChecksumMismatchError) as info:
-        reader.read_columns(0, None, 10)
-    assert info.value.key == seg.key
-    assert faulty.reads_of(seg.key) == 2
-    assert cache.stats().entries == 0
 
 
 def _undecodable(data: bytes) -> bytes:
