@@ -24,10 +24,10 @@ The read itself builds batches without a Python object per record: the DoFn poll
 :meth:`streamhouse_beam.partition_reader.PartitionReader.read_columns`, which decodes blocks
 straight into Arrow buffers (:mod:`streamhouse_beam.segment.columns`); :func:`claim_batch`
 claims the polled batch with one tracker claim and slices it to the claimed prefix when a
-split took the rest. Batches of record tuples (:func:`records_to_batch`, used by partition
-discovery's reads) use the C helper ``records_to_columns`` of
-``streamhouse_beam.segment._speedups`` when it was built (buffers filled without a Python
-object per cell), else an equivalent pure-Python path.
+split took the rest (partition discovery's reads too). A batch can also be built from
+record tuples (:func:`records_to_batch`, the reference the columnar path is tested against),
+with the C helper ``records_to_columns`` of ``streamhouse_beam.segment._speedups`` when it
+was built (buffers filled without a Python object per cell), else in pure Python.
 
 :class:`RecordBatchCoder` (registered for ``pyarrow.RecordBatch``) writes a batch as an Arrow
 IPC stream: self-describing, versioned by Arrow itself and deterministic for a given batch.
