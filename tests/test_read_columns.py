@@ -12,7 +12,6 @@ poll loop with a timestamp stop and a record budget.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -20,11 +19,10 @@ import pytest
 from apache_beam.runners.sdf_utils import (
     RestrictionTrackerView,
     ThreadsafeRestrictionTracker,
-    ThreadsafeWatermarkEstimator,
 )
 from apache_beam.utils.timestamp import Timestamp
 
-from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition, TopicPartition
+from streamhouse_beam import StartPosition, StopPosition, TopicPartition
 from streamhouse_beam.beam.batches import (
     BATCH_SCHEMA,
     claim_batch,
@@ -32,9 +30,7 @@ from streamhouse_beam.beam.batches import (
     records_to_batch,
 )
 from streamhouse_beam.beam.descriptors import PartitionDescriptor
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn
 from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from streamhouse_beam.cache import SegmentCache
 from streamhouse_beam.errors import CorruptSegmentError, DataLossError
 from streamhouse_beam.partition_reader import PartitionReader, ReadOptions
@@ -51,7 +47,8 @@ from tests.partition_layouts import (
     rec,
     three_segments,
 )
-from tests.read_helpers import local_streamhouse, urls
+from tests.process_harness import Harness
+from tests.read_helpers import local_streamhouse
 
 store = partition_layouts.store  # the file:// and memory:// fixture, by its name
 
@@ -399,32 +396,6 @@ def test_first_at_or_after_finds_the_first_reaching_record() -> None:
 # ------------------------------------------------------------------- the DoFn's poll loop
 
 
-class Harness:
-    """One ``process()`` call at a time, as a runner makes it."""
-
-    def __init__(self, tmp: pathlib.Path, **kwargs: Any) -> None:
-        kwargs.setdefault("poll_interval", 0.05)
-        self.fn = ReadPartitionsFn(ReadFromStreamHouse("t", **urls(tmp), **kwargs).config)
-        self.fn.setup()
-        self.fn.start_bundle()
-        self.provider = PartitionWatermarkEstimatorProvider()
-
-    def call(self, element: Any) -> tuple[list[Any], ThreadsafeRestrictionTracker]:
-        restriction = self.fn.initial_restriction(element)
-        state = self.provider.initial_estimator_state(element, restriction)
-        tracker = ThreadsafeRestrictionTracker(self.fn.create_tracker(restriction))
-        estimator = ThreadsafeWatermarkEstimator(self.provider.create_watermark_estimator(state))
-        out = list(
-            self.fn.process(element, _Finalizer(), RestrictionTrackerView(tracker), estimator)
-        )
-        return out, tracker
-
-
-class _Finalizer:
-    def register(self, callback: Callable[[], None]) -> None:
-        pass
-
-
 def _offsets(out: list[Any], batches: bool) -> list[int]:
     if batches:
         return [o for item in out for o in item.value.column("offset").to_pylist()]
@@ -449,7 +420,7 @@ def test_poll_loop_cuts_a_batch_at_a_timestamp_stop_like_records_mode(
     lsh.write_segment("t", 0, [rec(o, ts=T0 + 85 + o) for o in range(10, 25)])
     got = {}
     for output, h in results.items():
-        out, tracker = h.call(element)
+        out, tracker, _, _ = h.call(element, *h.start(element))
         got[output] = _offsets(out, output == "batches")
         assert tracker.deferred_status() is None
         tracker.check_done()
@@ -461,7 +432,8 @@ def test_poll_loop_honours_a_record_budget_in_batches(tmp_path: pathlib.Path) ->
     lsh.create_topic("t", 1)
     lsh.append("t", 0, [f"v{i}" for i in range(10)], flush=True)
     h = Harness(tmp_path, output="batches", max_poll_records=50, max_records=6)
-    out, tracker = h.call(PartitionDescriptor("t", 0))
+    element = PartitionDescriptor("t", 0)
+    out, tracker, _, _ = h.call(element, *h.start(element))
     assert _offsets(out, True) == list(range(6))
     assert len(out) == 1
     assert tracker.deferred_status() is None

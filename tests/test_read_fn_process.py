@@ -14,50 +14,14 @@ from apache_beam.runners.sdf_utils import (
 )
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
-from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition
+from streamhouse_beam import StartPosition, StopPosition
 from streamhouse_beam.beam.descriptors import NewPartitionsDescriptor, PartitionDescriptor
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn
 from streamhouse_beam.beam.restriction import PartitionRestriction
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
-from tests.read_helpers import local_streamhouse, urls
+from tests.process_harness import Finalizer, Harness
+from tests.read_helpers import local_streamhouse
 
 T0 = DEFAULT_CLOCK_START_MS
-
-
-class Finalizer:
-    def __init__(self) -> None:
-        self.callbacks: list[Any] = []
-
-    def register(self, callback: Any) -> None:
-        self.callbacks.append(callback)
-
-
-class Harness:
-    """One process() call at a time, as a runner would make it."""
-
-    def __init__(self, tmp: pathlib.Path, **kwargs: Any) -> None:
-        kwargs.setdefault("poll_interval", 0.05)
-        self.fn = ReadPartitionsFn(ReadFromStreamHouse("t", **urls(tmp), **kwargs).config)
-        self.fn.setup()
-        self.fn.start_bundle()
-        self.provider = PartitionWatermarkEstimatorProvider()
-
-    def start(self, element: Any) -> tuple[Any, Any]:
-        restriction = self.fn.initial_restriction(element)
-        return restriction, self.provider.initial_estimator_state(element, restriction)
-
-    def call(
-        self, element: Any, restriction: Any, wm_state: Any
-    ) -> tuple[list[Any], ThreadsafeRestrictionTracker, ThreadsafeWatermarkEstimator, Finalizer]:
-        tracker = ThreadsafeRestrictionTracker(self.fn.create_tracker(restriction))
-        estimator = ThreadsafeWatermarkEstimator(self.provider.create_watermark_estimator(wm_state))
-        finalizer = Finalizer()
-        out = []
-        for item in self.fn.process(element, finalizer, RestrictionTrackerView(tracker), estimator):
-            out.append(item)
-            estimator.observe_timestamp(item.timestamp)  # what the runner does for each output
-        return out, tracker, estimator, finalizer
 
 
 @pytest.fixture()
