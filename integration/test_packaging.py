@@ -13,6 +13,7 @@ itself must come from the wheel.
 from __future__ import annotations
 
 import email.parser
+import os
 import pathlib
 import shutil
 import subprocess
@@ -36,15 +37,17 @@ def _package_files() -> set[str]:
     for path in root.rglob("*"):
         if "__pycache__" in path.parts or not path.is_file():
             continue
-        if path.suffix in {".py", ".sql"} or path.name == "py.typed":
+        if path.suffix in {".py", ".sql", ".c"} or path.name == "py.typed":
             found.add(path.relative_to(REPO_ROOT).as_posix())
     return found
 
 
-@pytest.fixture(scope="module")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
+def _build(
+    tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None
+) -> dict[str, pathlib.Path]:
+    """Build the sdist, then the wheel from it, from a copy of the source tree."""
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "setup.py"):
         shutil.copy2(REPO_ROOT / name, src / name)
     shutil.copytree(
         REPO_ROOT / "streamhouse_beam",
@@ -67,23 +70,33 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     assert proc.returncode == 0, f"python -m build failed:\n{proc.stdout}\n{proc.stderr}"
     sdists = list(out.glob("streamhouse_beam-*.tar.gz"))
     wheels = list(out.glob("streamhouse_beam-*.whl"))
     assert len(sdists) == 1 and len(wheels) == 1, sorted(p.name for p in out.iterdir())
-    return {"sdist": sdists[0], "wheel": wheels[0]}
+    return {"sdist": sdists[0], "wheel": wheels[0], "log": out / "build.log"}
 
 
 @pytest.fixture(scope="module")
-def clean_venv(
-    tmp_path_factory: pytest.TempPathFactory, dists: dict[str, pathlib.Path]
-) -> pathlib.Path:
+def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
+    return _build(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def no_compiler_dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
+    """The distributions as a machine without a working C compiler builds them."""
+    env = {**os.environ, "CC": "false", "LDSHARED": "false"}
+    return _build(tmp_path_factory, env)
+
+
+def _install(tmp_path_factory: pytest.TempPathFactory, wheel: pathlib.Path) -> pathlib.Path:
     venv = tmp_path_factory.mktemp("venv") / "clean"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     proc = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(dists["wheel"])],
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
         capture_output=True,
         text=True,
         check=False,
@@ -99,6 +112,13 @@ def clean_venv(
     # Appended after the venv's own site-packages: dependencies only, never our package.
     (pathlib.Path(site) / "zz_dev_dependencies.pth").write_text(dev_site + "\n")
     return venv
+
+
+@pytest.fixture(scope="module")
+def clean_venv(
+    tmp_path_factory: pytest.TempPathFactory, dists: dict[str, pathlib.Path]
+) -> pathlib.Path:
+    return _install(tmp_path_factory, dists["wheel"])
 
 
 def test_sdist_contains_every_module_and_data_file(dists: dict[str, pathlib.Path]) -> None:
@@ -161,3 +181,70 @@ def test_installed_console_script_runs(clean_venv: pathlib.Path) -> None:
     )
     assert inspect_run.returncode == 0, inspect_run.stderr
     assert inspect_run.stdout.strip(), "inspect printed nothing for a golden segment"
+
+
+def _extensions(wheel: pathlib.Path) -> set[str]:
+    with zipfile.ZipFile(wheel) as whl:
+        return {
+            name.split("/")[-1].split(".")[0]
+            for name in whl.namelist()
+            if name.endswith((".so", ".pyd"))
+        }
+
+
+def test_the_wheel_carries_both_c_accelerators_when_a_compiler_works(
+    dists: dict[str, pathlib.Path],
+) -> None:
+    if not (shutil.which(sysconfig.get_config_var("CC").split()[0]) or shutil.which("cc")):
+        pytest.skip("no C compiler on this machine")
+    assert _extensions(dists["wheel"]) == {"_speedups", "_emit"}
+
+
+# What a Dataflow worker without a compiler runs: read a topic in records and batches mode.
+_READ_WITHOUT_EXTENSIONS = """
+import sys, tempfile
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from streamhouse_beam import ReadFromStreamHouse, StopPosition
+from streamhouse_beam.beam import emit
+from streamhouse_beam.segment import decode
+from streamhouse_beam.testing.local import LocalStreamHouse
+
+assert not emit.ACCELERATED and not decode.speedups_active(), "an extension was installed"
+root = tempfile.mkdtemp()
+metadata_url, storage_url = f"sqlite:///{root}/metadata.db", f"file://{root}/segments"
+lsh = LocalStreamHouse(metadata_url, storage_url)
+lsh.create_schema()
+lsh.create_topic("t", 2)
+for p in (0, 1):
+    lsh.append("t", p, [f"v{p}-{i}".encode() for i in range(300)], flush=True)
+for output in ("records", "batches"):
+    with beam.Pipeline(
+        runner=FnApiRunner(), options=PipelineOptions(["--direct_num_workers=1"])
+    ) as pipeline:
+        read = pipeline | ReadFromStreamHouse(
+            "t", metadata_url=metadata_url, storage_url=storage_url,
+            stop=StopPosition.latest(), output=output, max_poll_records=128,
+        )
+        sizes = read | beam.Map(lambda e: e.num_rows if output == "batches" else 1)
+        total = sizes | beam.CombineGlobally(sum)
+        total | beam.Map(lambda n: print("count", n))
+"""
+
+
+def test_a_wheel_built_without_a_compiler_installs_and_reads(
+    tmp_path_factory: pytest.TempPathFactory, no_compiler_dists: dict[str, pathlib.Path]
+) -> None:
+    assert _extensions(no_compiler_dists["wheel"]) == set()
+    venv = _install(tmp_path_factory, no_compiler_dists["wheel"])
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", _READ_WITHOUT_EXTENSIONS],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=venv,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("count 600") == 2, proc.stdout
