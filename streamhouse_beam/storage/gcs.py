@@ -18,49 +18,29 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from streamhouse_beam.errors import (
-    ObjectNotFoundError,
-    StorageError,
-    StoragePermissionError,
-    UnsafeKeyError,
-)
-from streamhouse_beam.storage._retry import (
-    RetryableFailure,
-    RetryCounter,
-    RetryPolicy,
-    call_with_retry,
-)
-from streamhouse_beam.storage.base import ObjectStore
-from streamhouse_beam.storage.keys import encode_key
+from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
+from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange
+from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["GCS_OPTIONS", "GcsStore", "map_google_error"]
 
 T = TypeVar("T")
 
 #: storage_options a ``gs://`` store accepts.
-GCS_OPTIONS = frozenset(
-    {
-        "project",
-        "anonymous",
-        "endpoint",
-        "credentials_file",
-        "timeout",
-        "retry_attempts",
-        "retry_base_delay",
-        "retry_max_delay",
-    }
-)
+GCS_OPTIONS = RETRY_OPTIONS | {
+    "project",
+    "anonymous",
+    "endpoint",
+    "credentials_file",
+    "timeout",
+}
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class _InvalidRange(Exception):
-    """The requested range starts at or past the end of the object (HTTP 416)."""
-
-
 def map_google_error(
     exc: BaseException, *, key: str, bucket: str, what: str
-) -> StorageError | RetryableFailure | _InvalidRange | None:
+) -> StorageError | RetryableFailure | InvalidRange | None:
     """Translate an exception from google-cloud-storage into the project's error for ``key``.
 
     Returns:
@@ -76,7 +56,7 @@ def map_google_error(
         if status:
             detail = f"HTTP {status}: {detail}"
         if status == 416:
-            return _InvalidRange()
+            return InvalidRange()
         if status == 404:
             return ObjectNotFoundError(
                 f"{what}: object (or its bucket) not found", key=key, bucket=bucket
@@ -136,7 +116,7 @@ def _is_transport_failure(exc: BaseException) -> bool:
     return isinstance(exc, transient)
 
 
-class GcsStore(ObjectStore):
+class GcsStore(CloudStore):
     """Objects in GCS buckets, read with google-cloud-storage.
 
     Args:
@@ -167,29 +147,21 @@ class GcsStore(ObjectStore):
         retry_base_delay: float | None = None,
         retry_max_delay: float | None = None,
     ) -> None:
-        if "/" in bucket:
-            raise ValueError(f"bucket must not contain '/', got {bucket!r}")
+        super().__init__(
+            bucket,
+            retry_attempts=retry_attempts,
+            retry_base_delay=retry_base_delay,
+            retry_max_delay=retry_max_delay,
+        )
         if timeout is not None and float(timeout) <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
         if anonymous and credentials_file:
             raise ValueError("anonymous and credentials_file are mutually exclusive")
-        self.bucket = bucket
         self.project = project or None
         self.anonymous = bool(anonymous)
         self.endpoint = endpoint or None
         self.credentials_file = credentials_file or None
         self.timeout = float(timeout) if timeout is not None else 60.0
-        retry_options = {
-            name: value
-            for name, value in (
-                ("retry_attempts", retry_attempts),
-                ("retry_base_delay", retry_base_delay),
-                ("retry_max_delay", retry_max_delay),
-            )
-            if value is not None
-        }
-        self.retry_policy = RetryPolicy.from_options(retry_options)
-        self._retries = RetryCounter()
         self._init_clients()
 
     def _init_clients(self) -> None:
@@ -198,22 +170,9 @@ class GcsStore(ObjectStore):
         self._clients_lock = threading.Lock()
         self._clients: list[Any] = []
 
-    @property
-    def url(self) -> str:
-        return f"gs://{self.bucket}"
-
     def __repr__(self) -> str:
         endpoint = f", endpoint={self.endpoint!r}" if self.endpoint else ""
         return f"GcsStore({self.url!r}{endpoint})"
-
-    @property
-    def retry_count(self) -> int:
-        """Retries this store instance has made (transient failures that were retried)."""
-        return self._retries.value
-
-    def stats(self) -> dict[str, int]:
-        """Counters for metrics (``retries``)."""
-        return {"retries": self._retries.value}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -267,21 +226,6 @@ class GcsStore(ObjectStore):
     # Calls
     # ----------------------------------------------------------------------------------------
 
-    def _target(self, key: str, bucket: str | None) -> tuple[str, str]:
-        target = bucket or self.bucket
-        if not target:
-            raise StorageError(
-                "no bucket to read from: the segment row's bucket is empty and the store url "
-                "is gs:// without one; use gs://BUCKET",
-                key=key,
-            )
-        name = encode_key(key)
-        if not name:
-            raise UnsafeKeyError(
-                "key names no object (it is empty after normalisation)", key=key, bucket=target
-            )
-        return target, name
-
     def _blob(self, target: str, name: str) -> Any:
         return self.client().bucket(target).blob(name)
 
@@ -295,14 +239,7 @@ class GcsStore(ObjectStore):
                     raise
                 raise mapped from exc
 
-        return call_with_retry(
-            one_attempt,
-            self.retry_policy,
-            what=what,
-            key=key,
-            bucket=bucket,
-            counter=self._retries,
-        )
+        return self._retrying(what, key, bucket, one_attempt)
 
     def _download(self, key: str, bucket: str | None, start: int | None, end: int | None) -> bytes:
         target, name = self._target(key, bucket)
@@ -322,38 +259,16 @@ class GcsStore(ObjectStore):
     def get(self, key: str, *, bucket: str | None = None) -> bytes:
         return self._download(key, bucket, None, None)
 
-    def get_range(self, key: str, start: int, end: int, *, bucket: str | None = None) -> bytes:
-        if start < 0:
-            raise ValueError(f"start must be >= 0, got {start}")
-        if end < start:
-            raise ValueError(f"end must be >= start, got start={start} end={end}")
-        if end == start:
-            self.size(
-                key, bucket=bucket
-            )  # HTTP cannot ask for zero bytes; still report a missing object
-            return b""
-        try:
-            # GCS's end is inclusive.
-            data = self._download(key, bucket, start, end - 1)
-        except _InvalidRange:
-            return b""
-        if len(data) > end - start:
-            # A range-honouring server never sends more than asked: this one ignored the
-            # Range header and sent the whole object.
-            return data[start:end]
-        return data
+    def _fetch_range(
+        self, key: str, bucket: str | None, start: int, end: int
+    ) -> tuple[bytes, bool]:
+        data = self._download(key, bucket, start, end - 1)  # GCS's end is inclusive
+        # A range-honouring server never sends more than asked: more means it ignored the
+        # Range header and sent the whole object.
+        return data, len(data) > end - start
 
-    def get_suffix(self, key: str, length: int, *, bucket: str | None = None) -> bytes:
-        if length < 0:
-            raise ValueError(f"length must be >= 0, got {length}")
-        if length == 0:
-            self.size(key, bucket=bucket)
-            return b""
-        try:
-            data = self._download(key, bucket, -length, None)
-        except _InvalidRange:
-            return b""  # a suffix of an empty object
-        return data[-length:] if len(data) > length else data
+    def _fetch_suffix(self, key: str, bucket: str | None, length: int) -> bytes:
+        return self._download(key, bucket, -length, None)
 
     def size(self, key: str, *, bucket: str | None = None) -> int:
         target, name = self._target(key, bucket)
@@ -380,13 +295,10 @@ class GcsStore(ObjectStore):
 
         self._call("GCS PUT", key, target, attempt)
 
-    def delete(self, key: str, *, bucket: str | None = None) -> None:
+    def _delete(self, key: str, bucket: str | None) -> None:
         target, name = self._target(key, bucket)
 
         def attempt() -> None:
             self._blob(target, name).delete(timeout=self.timeout, retry=None)
 
-        try:
-            self._call("GCS DELETE", key, target, attempt)
-        except ObjectNotFoundError:
-            return
+        self._call("GCS DELETE", key, target, attempt)

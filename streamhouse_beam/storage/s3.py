@@ -20,44 +20,28 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from streamhouse_beam.errors import (
-    ObjectNotFoundError,
-    StorageError,
-    StoragePermissionError,
-    UnsafeKeyError,
-)
-from streamhouse_beam.storage._retry import (
-    RetryableFailure,
-    RetryCounter,
-    RetryPolicy,
-    call_with_retry,
-)
-from streamhouse_beam.storage.base import ObjectStore
-from streamhouse_beam.storage.keys import encode_key
+from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
+from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange
+from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["S3_OPTIONS", "S3Store", "map_client_error"]
 
 T = TypeVar("T")
 
 #: storage_options an ``s3://`` store accepts.
-S3_OPTIONS = frozenset(
-    {
-        "endpoint_url",
-        "region_name",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "profile_name",
-        "addressing_style",
-        "max_attempts",
-        "connect_timeout",
-        "read_timeout",
-        "max_pool_connections",
-        "retry_attempts",
-        "retry_base_delay",
-        "retry_max_delay",
-    }
-)
+S3_OPTIONS = RETRY_OPTIONS | {
+    "endpoint_url",
+    "region_name",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "profile_name",
+    "addressing_style",
+    "max_attempts",
+    "connect_timeout",
+    "read_timeout",
+    "max_pool_connections",
+}
 
 # botocore's own attempts per call (1 = no retries). Our loop already retries every
 # transient failure, with jitter, a per-store counter and an error that names the key; if
@@ -113,10 +97,6 @@ _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 _INVALID_RANGE_CODES = frozenset({"InvalidRange", "416", "RequestedRangeNotSatisfiable"})
 
 
-class _InvalidRange(Exception):
-    """The requested range starts at or past the end of the object (HTTP 416)."""
-
-
 class _Secret:
     """A credential that prints as ``***`` wherever it ends up (repr, logs, tracebacks)."""
 
@@ -141,7 +121,7 @@ def _status_of(response: Mapping[str, Any]) -> int | None:
 
 def map_client_error(
     exc: Exception, *, key: str, bucket: str, what: str
-) -> StorageError | RetryableFailure | _InvalidRange:
+) -> StorageError | RetryableFailure | InvalidRange:
     """Translate a botocore ``ClientError`` into the project's error for ``key``.
 
     Args:
@@ -167,7 +147,7 @@ def map_client_error(
     if server_message and server_message not in (code, str(status)):
         detail += f": {server_message}"
     if code in _INVALID_RANGE_CODES or status == 416:
-        return _InvalidRange()
+        return InvalidRange()
     if code in _NOT_FOUND_CODES or (status == 404 and code not in ("NoSuchBucket",)):
         return ObjectNotFoundError(f"{what}: object not found", key=key, bucket=bucket)
     if code == "NoSuchBucket":
@@ -187,7 +167,7 @@ def map_client_error(
     return StorageError(f"{what} failed: {detail}", key=key, bucket=bucket)
 
 
-class S3Store(ObjectStore):
+class S3Store(CloudStore):
     """Objects in S3 buckets, read with boto3.
 
     Args:
@@ -229,8 +209,12 @@ class S3Store(ObjectStore):
         retry_base_delay: float | None = None,
         retry_max_delay: float | None = None,
     ) -> None:
-        if "/" in bucket:
-            raise ValueError(f"bucket must not contain '/', got {bucket!r}")
+        super().__init__(
+            bucket,
+            retry_attempts=retry_attempts,
+            retry_base_delay=retry_base_delay,
+            retry_max_delay=retry_max_delay,
+        )
         if addressing_style not in (None, "path", "virtual", "auto"):
             raise ValueError(
                 f"addressing_style must be 'path', 'virtual' or 'auto', got {addressing_style!r}"
@@ -240,7 +224,6 @@ class S3Store(ObjectStore):
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
             if value is not None and float(value) <= 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
-        self.bucket = bucket
         self.endpoint_url = endpoint_url or None
         self.region_name = region_name or None
         self.profile_name = profile_name or None
@@ -252,17 +235,6 @@ class S3Store(ObjectStore):
         self._access_key = _Secret(aws_access_key_id) if aws_access_key_id else None
         self._secret_key = _Secret(aws_secret_access_key) if aws_secret_access_key else None
         self._session_token = _Secret(aws_session_token) if aws_session_token else None
-        retry_options = {
-            name: value
-            for name, value in (
-                ("retry_attempts", retry_attempts),
-                ("retry_base_delay", retry_base_delay),
-                ("retry_max_delay", retry_max_delay),
-            )
-            if value is not None
-        }
-        self.retry_policy = RetryPolicy.from_options(retry_options)
-        self._retries = RetryCounter()
         self._lock = threading.Lock()
         self._client: Any = None
 
@@ -270,22 +242,9 @@ class S3Store(ObjectStore):
     # Identity, pickling, client
     # ----------------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}"
-
     def __repr__(self) -> str:
         endpoint = f", endpoint_url={self.endpoint_url!r}" if self.endpoint_url else ""
         return f"S3Store({self.url!r}{endpoint})"
-
-    @property
-    def retry_count(self) -> int:
-        """Retries this store instance has made (transient failures that were retried)."""
-        return self._retries.value
-
-    def stats(self) -> dict[str, int]:
-        """Counters for metrics (``retries``)."""
-        return {"retries": self._retries.value}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -346,21 +305,6 @@ class S3Store(ObjectStore):
     # Calls
     # ----------------------------------------------------------------------------------------
 
-    def _target(self, key: str, bucket: str | None) -> tuple[str, str]:
-        target = bucket or self.bucket
-        if not target:
-            raise StorageError(
-                "no bucket to read from: the segment row's bucket is empty and the store url "
-                "is s3:// without one; use s3://BUCKET",
-                key=key,
-            )
-        name = encode_key(key)
-        if not name:
-            raise UnsafeKeyError(
-                "key names no object (it is empty after normalisation)", key=key, bucket=target
-            )
-        return target, name
-
     def _scrub(self, text: str) -> str:
         for secret in (self._secret_key, self._session_token):
             if secret is not None and secret.value:
@@ -420,14 +364,7 @@ class S3Store(ObjectStore):
             except OSError as exc:  # a socket error that escaped botocore's wrapping
                 raise RetryableFailure(f"{type(exc).__name__}: {exc}") from exc
 
-        return call_with_retry(
-            one_attempt,
-            self.retry_policy,
-            what=what,
-            key=key,
-            bucket=bucket,
-            counter=self._retries,
-        )
+        return self._retrying(what, key, bucket, one_attempt)
 
     def _read_body(self, response: Mapping[str, Any]) -> bytes:
         body = response["Body"]
@@ -458,37 +395,16 @@ class S3Store(ObjectStore):
     def get(self, key: str, *, bucket: str | None = None) -> bytes:
         return self._get(key, bucket, None)[0]
 
-    def get_range(self, key: str, start: int, end: int, *, bucket: str | None = None) -> bytes:
-        if start < 0:
-            raise ValueError(f"start must be >= 0, got {start}")
-        if end < start:
-            raise ValueError(f"end must be >= start, got start={start} end={end}")
-        if end == start:
-            self.size(
-                key, bucket=bucket
-            )  # HTTP cannot ask for zero bytes; still report a missing object
-            return b""
-        try:
-            data, response = self._get(key, bucket, f"bytes={start}-{end - 1}")
-        except _InvalidRange:
-            return b""  # the range starts at or past the end of an existing object
-        if not response.get("ContentRange"):
-            # A server that ignores Range sends the whole object with 200.
-            return data[start:end]
-        return data
+    def _fetch_range(
+        self, key: str, bucket: str | None, start: int, end: int
+    ) -> tuple[bytes, bool]:
+        data, response = self._get(key, bucket, f"bytes={start}-{end - 1}")
+        # A server that ignores Range sends the whole object with 200 and no Content-Range.
+        return data, not response.get("ContentRange")
 
-    def get_suffix(self, key: str, length: int, *, bucket: str | None = None) -> bytes:
-        if length < 0:
-            raise ValueError(f"length must be >= 0, got {length}")
-        if length == 0:
-            self.size(key, bucket=bucket)
-            return b""
-        try:
-            data, _response = self._get(key, bucket, f"bytes=-{length}")
-        except _InvalidRange:
-            return b""  # S3 answers 416 to a suffix of an empty object
-        # A server that ignores Range (or a short object) sends everything: keep the tail.
-        return data[-length:] if len(data) > length else data
+    def _fetch_suffix(self, key: str, bucket: str | None, length: int) -> bytes:
+        # S3 answers 416 (InvalidRange) to a suffix of an empty object.
+        return self._get(key, bucket, f"bytes=-{length}")[0]
 
     def size(self, key: str, *, bucket: str | None = None) -> int:
         target, name = self._target(key, bucket)
@@ -507,13 +423,10 @@ class S3Store(ObjectStore):
 
         self._call("S3 PUT", key, target, attempt)
 
-    def delete(self, key: str, *, bucket: str | None = None) -> None:
+    def _delete(self, key: str, bucket: str | None) -> None:
         target, name = self._target(key, bucket)
 
         def attempt() -> None:
             self.client().delete_object(Bucket=target, Key=name)
 
-        try:
-            self._call("S3 DELETE", key, target, attempt)
-        except ObjectNotFoundError:
-            return
+        self._call("S3 DELETE", key, target, attempt)
