@@ -54,7 +54,7 @@ import operator
 import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from streamhouse_beam.cache import CacheLease, SegmentCache
 from streamhouse_beam.errors import (
@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 
     from streamhouse_beam.segment.columns import BlockColumns, Piece
 
-__all__ = ["ColumnBatch", "PartitionReader", "ReadBatch", "ReadOptions", "segment_cache_key"]
+__all__ = ["PartitionReader", "ReadBatch", "ReadOptions", "segment_cache_key"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -141,12 +141,17 @@ class ReadOptions:
             )
 
 
+RecordsT = TypeVar("RecordsT")
+
+
 @dataclasses.dataclass
-class ReadBatch:
-    """What one :meth:`PartitionReader.read` call returns.
+class ReadBatch(Generic[RecordsT]):
+    """What one :meth:`PartitionReader.read` or :meth:`~PartitionReader.read_columns` call returns.
 
     Attributes:
-        records: ``(offset, timestamp, key, value)`` tuples in offset order.
+        records: the records in offset order: ``(offset, timestamp, key, value)`` tuples from
+            ``read``, a ``pyarrow.RecordBatch`` with
+            :data:`streamhouse_beam.segment.columns.BATCH_SCHEMA` from ``read_columns``.
         next_offset: where the next read continues: the last returned offset + 1, or further
             when the read scanned past a gap, the rest of a segment or a lost range. Never above
             the stop offset or the readable end.
@@ -161,30 +166,7 @@ class ReadBatch:
             with ``on_missing_segment="skip"``).
     """
 
-    records: list[Record]
-    next_offset: int
-    readable_end: int
-    bytes_read: int = 0
-    bytes_fetched: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-    prefetches: int = 0
-    prefetch_hits: int = 0
-    lost_ranges: list[tuple[int, int]] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class ColumnBatch:
-    """What one :meth:`PartitionReader.read_columns` call returns.
-
-    Attributes:
-        records: the records as a ``pyarrow.RecordBatch`` with
-            :data:`streamhouse_beam.segment.columns.BATCH_SCHEMA`, in offset order.
-        next_offset, readable_end, bytes_read, bytes_fetched, cache_hits, cache_misses,
-        prefetches, prefetch_hits, lost_ranges: exactly as in :class:`ReadBatch`.
-    """
-
-    records: pa.RecordBatch
+    records: RecordsT
     next_offset: int
     readable_end: int
     bytes_read: int = 0
@@ -277,6 +259,23 @@ class _Tally:
         self.bytes_fetched = 0
         self.lost: list[tuple[int, int]] = []
 
+    def batch(
+        self, records: RecordsT, next_offset: int, readable_end: int, bytes_read: int
+    ) -> ReadBatch[RecordsT]:
+        """The call's result: ``records`` and its positions with these counters."""
+        return ReadBatch(
+            records=records,
+            next_offset=next_offset,
+            readable_end=readable_end,
+            bytes_read=bytes_read,
+            bytes_fetched=self.bytes_fetched,
+            cache_hits=self.hits,
+            cache_misses=self.misses,
+            prefetches=self.prefetches,
+            prefetch_hits=self.prefetch_hits,
+            lost_ranges=self.lost,
+        )
+
 
 def _release_lease(holder: list[_OpenSegment | None]) -> None:
     current = holder[0]
@@ -342,7 +341,9 @@ class PartitionReader:
 
     # ------------------------------------------------------------------------------- public
 
-    def read(self, start_offset: int, stop_offset: int | None, max_records: int) -> ReadBatch:
+    def read(
+        self, start_offset: int, stop_offset: int | None, max_records: int
+    ) -> ReadBatch[list[Record]]:
         """Return up to ``max_records`` records with ``start_offset <= offset < stop_offset``.
 
         Args:
@@ -364,22 +365,11 @@ class PartitionReader:
         _check_read_args(start_offset, stop_offset, max_records)
         out: list[Record] = []
         next_offset, end, tally = self._scan(start_offset, stop_offset, max_records, out, None)
-        return ReadBatch(
-            records=out,
-            next_offset=next_offset,
-            readable_end=end,
-            bytes_read=_payload_bytes(out),
-            bytes_fetched=tally.bytes_fetched,
-            cache_hits=tally.hits,
-            cache_misses=tally.misses,
-            prefetches=tally.prefetches,
-            prefetch_hits=tally.prefetch_hits,
-            lost_ranges=tally.lost,
-        )
+        return tally.batch(out, next_offset, end, _payload_bytes(out))
 
     def read_columns(
         self, start_offset: int, stop_offset: int | None, max_records: int
-    ) -> ColumnBatch:
+    ) -> ReadBatch[pa.RecordBatch]:
         """:meth:`read` with the records as one Arrow ``RecordBatch`` (needs ``pyarrow``).
 
         Exactly the semantics of :meth:`read` (the same records, ``next_offset``, readable end,
@@ -402,17 +392,8 @@ class PartitionReader:
         for block, first, count in pieces:
             payload += block.key_bytes(first, first + count)
             payload += block.value_bytes(first, first + count)
-        return ColumnBatch(
-            records=assemble_batch(self.topic, self.partition, pieces),
-            next_offset=next_offset,
-            readable_end=end,
-            bytes_read=payload,
-            bytes_fetched=tally.bytes_fetched,
-            cache_hits=tally.hits,
-            cache_misses=tally.misses,
-            prefetches=tally.prefetches,
-            prefetch_hits=tally.prefetch_hits,
-            lost_ranges=tally.lost,
+        return tally.batch(
+            assemble_batch(self.topic, self.partition, pieces), next_offset, end, payload
         )
 
     def _scan(
