@@ -142,6 +142,7 @@ class ReadOptions:
 
 
 RecordsT = TypeVar("RecordsT")
+DecodedT = TypeVar("DecodedT")
 
 
 @dataclasses.dataclass
@@ -769,12 +770,7 @@ class PartitionReader:
 
     def _block(self, opened: _OpenSegment, i: int) -> tuple[list[Record], list[int]]:
         if opened.block != i:
-            try:
-                records = opened.reader.decode_block(i)
-            except CorruptSegmentError:
-                if not self._refetch(opened):
-                    raise
-                records = opened.reader.decode_block(i)
+            records = self._decode(opened, lambda reader: reader.decode_block(i))
             opened.block = i
             opened.block_records = records
             opened.block_offsets = [r[0] for r in records]
@@ -782,15 +778,22 @@ class PartitionReader:
 
     def _block_columns(self, opened: _OpenSegment, i: int) -> BlockColumns:
         if opened.columns_block != i or opened.block_columns is None:
-            try:
-                block = opened.reader.decode_block_columns(i)
-            except CorruptSegmentError:
-                if not self._refetch(opened):
-                    raise
-                block = opened.reader.decode_block_columns(i)
+            opened.block_columns = self._decode(
+                opened, lambda reader: reader.decode_block_columns(i)
+            )
             opened.columns_block = i
-            opened.block_columns = block
         return opened.block_columns
+
+    def _decode(
+        self, opened: _OpenSegment, decode: Callable[[SegmentReader], DecodedT]
+    ) -> DecodedT:
+        """``decode(opened.reader)``, after one re-fetch of the segment if it is corrupt."""
+        try:
+            return decode(opened.reader)
+        except CorruptSegmentError:
+            if not self._refetch(opened):
+                raise
+            return decode(opened.reader)
 
     def _refetch(self, opened: _OpenSegment) -> bool:
         """Replace ``opened``'s bytes by a fresh download; ``False`` when that was done already.
