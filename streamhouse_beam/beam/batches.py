@@ -35,8 +35,6 @@ IPC stream: self-describing, versioned by Arrow itself and deterministic for a g
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Sequence
 from typing import Any, overload
 
@@ -46,6 +44,7 @@ from apache_beam import coders
 from apache_beam.coders import Coder
 from apache_beam.utils.timestamp import Timestamp
 
+from streamhouse_beam._accel import accelerator
 from streamhouse_beam.beam.claims import claim_prefix
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.segment.columns import (
@@ -56,13 +55,8 @@ from streamhouse_beam.segment.columns import (
     batch_offsets,
 )
 
-_records_to_columns_c: Any = None
-if not os.environ.get("STREAMHOUSE_BEAM_PURE_PYTHON"):  # the switch segment.decode honours too
-    # Without a compiler at install time there is no extension: the Python path below is used.
-    with contextlib.suppress(ImportError):
-        from streamhouse_beam.segment._speedups import (  # type: ignore[attr-defined,no-redef,unused-ignore]
-            records_to_columns as _records_to_columns_c,
-        )
+#: The C builder of a batch's buffers, or None (not built, or pure Python forced).
+_records_to_columns_c = accelerator("streamhouse_beam.segment._speedups", "records_to_columns")
 
 __all__ = [
     "BATCH_SCHEMA",

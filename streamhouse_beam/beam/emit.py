@@ -17,23 +17,17 @@ version), both paths use the constructor instead — slower, never wrong.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from streamhouse_beam._accel import accelerator
 from streamhouse_beam.errors import StreamHouseError
 
-_windowed_records_c: Any = None
-if not os.environ.get("STREAMHOUSE_BEAM_PURE_PYTHON"):  # the switch segment.decode honours too
-    # Without a compiler at install time there is no extension: the Python path below is used.
-    with contextlib.suppress(ImportError):
-        from streamhouse_beam.beam._emit import (  # type: ignore[import-not-found,no-redef,unused-ignore]
-            windowed_records as _windowed_records_c,
-        )
+#: The C twin of windowed_records_py, or None (not built, or pure Python forced).
+_windowed_records_c = accelerator("streamhouse_beam.beam._emit", "windowed_records")
 
 __all__ = [
     "ACCELERATED",

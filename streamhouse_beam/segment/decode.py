@@ -50,11 +50,11 @@ from __future__ import annotations
 import array
 import itertools
 import operator
-import os
 from collections.abc import Callable
 
 import lz4.block
 
+from streamhouse_beam._accel import accelerator
 from streamhouse_beam.errors import (
     CorruptSegmentError,
     SegmentLimitError,
@@ -367,14 +367,9 @@ DecodeFn = Callable[
     [Buffer, int, int, bool, "str | None", int], "list[tuple[int, int, bytes | None, bytes]]"
 ]
 
-decode_records: DecodeFn = decode_records_py
-if not os.environ.get("STREAMHOUSE_BEAM_PURE_PYTHON"):
-    try:
-        from streamhouse_beam.segment import _speedups  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        pass
-    else:
-        decode_records = _speedups.decode_records
+decode_records: DecodeFn = (
+    accelerator("streamhouse_beam.segment._speedups", "decode_records") or decode_records_py
+)
 
 
 def speedups_active() -> bool:
@@ -474,7 +469,7 @@ def decode_columns_py(
 
 DecodeColumnsFn = Callable[[Buffer, int, int, bool, "str | None", int], ColumnBuffers]
 
-decode_columns: DecodeColumnsFn = decode_columns_py
-if decode_records is not decode_records_py:
-    # The extension may predate decode_columns (a stale build): then only records are fast.
-    decode_columns = getattr(_speedups, "decode_columns", decode_columns_py)
+# A stale build may predate decode_columns: then only records are fast.
+decode_columns: DecodeColumnsFn = (
+    accelerator("streamhouse_beam.segment._speedups", "decode_columns") or decode_columns_py
+)
