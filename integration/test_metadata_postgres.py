@@ -237,3 +237,41 @@ def test_a_killed_connection_is_replaced_and_the_call_retried(
     postgres_server.execute("SELECT pg_terminate_backend(%s)", (new_pid,))
     assert meta.committed_offset("g", "a-topic", 0) == 1
     assert meta.retry_count >= 2
+
+
+def test_a_statement_stuck_behind_a_lock_times_out_named_and_the_store_recovers(
+    postgres_server: PostgresServer, database: str
+) -> None:
+    a, _ = _two_orgs(postgres_server, database)
+    meta = open_metadata(
+        postgres_server.url(database),
+        a.organization_id,
+        statement_timeout=0.2,
+        retry_attempts=2,
+        retry_base_delay=0.05,
+    )
+    assert len(meta.partitions("a-topic")) == 2
+    with psycopg.connect(postgres_server.url(database)) as locker:
+        # Another session holds the table: without a statement timeout the read would wait
+        # for as long as the lock is held.
+        locker.execute("LOCK TABLE partitions IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(MetadataUnavailableError, match="statement timeout") as caught:
+            meta.partitions("a-topic")
+        assert "2 attempt(s)" in str(caught.value)
+        locker.rollback()
+    assert len(meta.partitions("a-topic")) == 2
+    assert meta.retry_count >= 1
+
+
+def test_statement_timeout_is_validated_and_can_be_left_to_the_server(
+    postgres_server: PostgresServer, database: str
+) -> None:
+    url = postgres_server.url(database)
+    for bad in (0, -1, True, "5"):
+        with pytest.raises(ValueError, match="statement_timeout"):
+            open_metadata(url, statement_timeout=bad)
+    a, _ = _two_orgs(postgres_server, database)
+    server_default = open_metadata(url, a.organization_id, statement_timeout=None)
+    assert server_default._read("timeout", "SHOW statement_timeout", ()) == [("0",)]
+    ours = open_metadata(url, a.organization_id, statement_timeout=1.5)
+    assert ours._read("timeout", "SHOW statement_timeout", ()) == [("1500ms",)]

@@ -11,7 +11,8 @@
 
 Options (keyword arguments): ``retry_attempts`` (8), ``retry_budget`` (30 s),
 ``retry_base_delay``, ``retry_max_delay``; SQLite: ``busy_timeout`` (1 s per attempt);
-PostgreSQL: ``connect_timeout`` (10 s).
+PostgreSQL: ``connect_timeout`` (10 s), ``statement_timeout`` (30 s per statement,
+``None`` for the server's setting).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _RETRY_OPTIONS = frozenset(
 )
 _BACKEND_OPTIONS = {
     "sqlite": frozenset({"busy_timeout", "create"}),
-    "postgresql": frozenset({"connect_timeout"}),
+    "postgresql": frozenset({"connect_timeout", "statement_timeout"}),
 }
 
 

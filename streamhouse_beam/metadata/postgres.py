@@ -33,7 +33,8 @@ __all__ = ["PostgresMetadataStore"]
 
 # SQLSTATE classes/codes that a new attempt can cure.
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "53")  # connection, operator intervention, resources
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+# serialization, deadlock, lock not available, statement cancelled (statement_timeout)
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014"}
 # Failures at connect time that no retry can cure (matched on the server's message when the
 # driver reports no SQLSTATE).
 _PERMANENT_CONNECT_MARKERS = (
@@ -67,6 +68,13 @@ class PostgresMetadataStore(SqlMetadataStore):
         organization_id: the organization (a UUID) to read; None picks the only visible one.
         retry: retry policy for transient failures.
         connect_timeout: seconds libpq waits for a connection.
+        statement_timeout: seconds the server lets one statement run (PostgreSQL's
+            ``statement_timeout`` for this store's session) before cancelling it; a cancelled
+            statement is retried like any transient failure and, past the retry budget,
+            raises :class:`~streamhouse_beam.errors.MetadataUnavailableError` naming the
+            query. Keepalives notice a dead server; this bounds a live one that does not
+            answer (a statement waiting on a lock, an overloaded server). ``None`` leaves the
+            server's setting alone.
     """
 
     def __init__(
@@ -76,10 +84,23 @@ class PostgresMetadataStore(SqlMetadataStore):
         organization_id: str | None = None,
         retry: MetadataRetryPolicy | None = None,
         connect_timeout: float = 10.0,
+        statement_timeout: float | None = 30.0,
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
+        if statement_timeout is not None and (
+            isinstance(statement_timeout, bool)
+            or not isinstance(statement_timeout, (int, float))
+            or not statement_timeout > 0
+        ):
+            raise ValueError(
+                f"statement_timeout must be None or > 0 seconds, got {statement_timeout!r}"
+            )
         self._connect_timeout = connect_timeout
+        # Milliseconds, at least 1 (0 would mean "no timeout" to PostgreSQL).
+        self._statement_timeout_ms = (
+            None if statement_timeout is None else max(1, round(statement_timeout * 1000))
+        )
         self._conn: Any = None
         self._conn_org: str | None = None
         super().__init__(url, organization_id=organization_id, retry=retry or MetadataRetryPolicy())
@@ -130,6 +151,15 @@ class PostgresMetadataStore(SqlMetadataStore):
                 )
             except psycopg.Error as exc:
                 raise self._map(exc, "connect", connecting=True) from exc
+            if self._statement_timeout_ms is not None:
+                try:
+                    # A session setting, so it works whatever options the URL carries.
+                    self._conn.execute(
+                        "SELECT set_config('statement_timeout', %s, false)",
+                        (str(self._statement_timeout_ms),),
+                    )
+                except psycopg.Error as exc:
+                    raise self._map(exc, "set statement_timeout") from exc
         org = self._session_org
         if org is not None and self._conn_org != org:
             try:
