@@ -1,7 +1,8 @@
 """Drive ``ReadPartitionsFn.process()`` directly, one call at a time, as a runner would.
 
 Used by the tests that check the DoFn's poll loop without a pipeline
-(``tests/test_read_fn_process.py``, ``tests/test_read_columns.py``): Beam's thread-safe tracker
+(``tests/test_read_fn_process.py``, ``tests/test_read_columns.py``,
+``tests/test_new_partition_claims.py``): Beam's thread-safe tracker
 and watermark estimator wrap the DoFn's own, and every output's timestamp is observed.
 """
 
@@ -30,6 +31,30 @@ class Finalizer:
 
     def register(self, callback: Any) -> None:
         self.callbacks.append(callback)
+
+
+class CheckpointAfter:
+    """A tracker view whose runner checkpoints the restriction after ``n`` offset claims.
+
+    Offset claims are ints (a partition restriction) or ``("offset", partition, offset)``
+    (the new-partitions restriction); ``residual`` is what the checkpoint split off.
+    """
+
+    def __init__(self, tracker: ThreadsafeRestrictionTracker, n: int) -> None:
+        self._tracker = tracker
+        self._view = RestrictionTrackerView(tracker)
+        self._left = n
+        self.residual: Any = None
+
+    def try_claim(self, position: Any) -> bool:
+        if isinstance(position, tuple) and position[0] == "offset":
+            if self._left == 0:
+                _, self.residual = self._tracker.try_split(0)
+            self._left -= 1
+        return bool(self._view.try_claim(position))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._view, name)
 
 
 class Harness:

@@ -33,6 +33,7 @@ from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.segment.columns import BATCH_SCHEMA
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse
+from tests.process_harness import CheckpointAfter, Finalizer
 from tests.read_helpers import local_streamhouse, read_all, urls
 
 T0 = DEFAULT_CLOCK_START_MS
@@ -54,34 +55,6 @@ class _CountingTracker(NewPartitionsTracker):
 
     def offset_claims(self) -> list[tuple[Any, ...]]:
         return [c for c in self.claims if c[0] == "offset"]
-
-
-class _CheckpointAfter:
-    """A tracker wrapper whose runner checkpoints the restriction after ``n`` offset claims."""
-
-    def __init__(self, tracker: ThreadsafeRestrictionTracker, n: int) -> None:
-        self._tracker = tracker
-        self._view = RestrictionTrackerView(tracker)
-        self._left = n
-        self.residual: Any = None
-
-    def try_claim(self, position: Any) -> bool:
-        if position[0] == "offset":
-            if self._left == 0:
-                _, self.residual = self._tracker.try_split(0)
-            self._left -= 1
-        return bool(self._view.try_claim(position))
-
-    def current_restriction(self) -> Any:
-        return self._view.current_restriction()
-
-    def defer_remainder(self, delay: Any = None) -> None:
-        self._view.defer_remainder(delay)
-
-
-class Finalizer:
-    def register(self, callback: Any) -> None:
-        pass
 
 
 class Call:
@@ -195,7 +168,7 @@ def test_chunk_claim_leaves_the_tracker_as_per_record_claims_would(state: str, w
 
 def test_unknown_wrapper_is_claimed_record_by_record_and_keeps_the_claimed_prefix() -> None:
     raw = _CountingTracker(NewPartitionsRestriction(2, ((1, 0),)))
-    wrapper = _CheckpointAfter(ThreadsafeRestrictionTracker(raw), 2)
+    wrapper = CheckpointAfter(ThreadsafeRestrictionTracker(raw), 2)
     assert claim_prefix([(0,), (1,), (2,), (3,)], NewPartitionOffsets(wrapper, 1)) == 2
     assert raw.offset_claims() == [("offset", 1, 0), ("offset", 1, 1), ("offset", 1, 2)]
     assert raw.current_restriction() == NewPartitionsRestriction(2, ((1, 2),))
@@ -221,7 +194,7 @@ def test_claim_batch_on_new_partition_offsets_emits_exactly_the_claimed_rows(
     threadsafe = ThreadsafeRestrictionTracker(raw)
     tracker: Any = RestrictionTrackerView(threadsafe)
     if refuse_after is not None:
-        tracker = _CheckpointAfter(threadsafe, refuse_after)
+        tracker = CheckpointAfter(threadsafe, refuse_after)
     outputs, last, claimed, split = claim_batch(NEW, batch, NewPartitionOffsets(tracker, 1))
     want = 5 if refuse_after is None else refuse_after
     assert (claimed, split) == (want, want < 5)
@@ -259,7 +232,7 @@ def test_claim_refused_mid_chunk_emits_the_claimed_prefix_and_watermarks_only_it
 ) -> None:
     fn = _fn(grown, output=output)
     call = Call(fn, NewPartitionsRestriction(1))
-    wrapper = _CheckpointAfter(call.threadsafe, 3)
+    wrapper = CheckpointAfter(call.threadsafe, 3)
     out = call.run(NewPartitionsDescriptor("t", 1), wrapper)
     # Offsets 0-2 were claimed before the checkpoint: they are this restriction's to emit.
     assert _emitted(out) == [(1, o, STAMPS[o]) for o in range(3)]

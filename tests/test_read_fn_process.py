@@ -18,7 +18,7 @@ from streamhouse_beam import StartPosition, StopPosition
 from streamhouse_beam.beam.descriptors import NewPartitionsDescriptor, PartitionDescriptor
 from streamhouse_beam.beam.restriction import PartitionRestriction
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
-from tests.process_harness import Finalizer, Harness
+from tests.process_harness import CheckpointAfter, Finalizer, Harness
 from tests.read_helpers import local_streamhouse
 
 T0 = DEFAULT_CLOCK_START_MS
@@ -227,26 +227,6 @@ def test_first_call_of_a_bundle_prefetches_the_other_partitions_first_segments(
     assert cache.stats().prefetches_issued - before == 2
 
 
-class _CheckpointAfter:
-    """A tracker view whose runner checkpoints the restriction after ``n`` offset claims."""
-
-    def __init__(self, tracker: ThreadsafeRestrictionTracker, n: int) -> None:
-        self._tracker = tracker
-        self._view = RestrictionTrackerView(tracker)
-        self._left = n
-        self.residual: Any = None
-
-    def try_claim(self, position: Any) -> bool:
-        if isinstance(position, tuple) and position[0] == "offset":
-            if self._left == 0:
-                _, self.residual = self._tracker.try_split(0)
-            self._left -= 1
-        return self._view.try_claim(position)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._view, name)
-
-
 def test_new_partition_records_claimed_before_a_checkpoint_are_emitted_not_lost(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -262,7 +242,7 @@ def test_new_partition_records_claimed_before_a_checkpoint_are_emitted_not_lost(
     time.sleep(0.02)
     tracker = ThreadsafeRestrictionTracker(h.fn.create_tracker(restriction))
     estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(wm))
-    view = _CheckpointAfter(tracker, 2)
+    view = CheckpointAfter(tracker, 2)
     out = list(h.fn.process(element, Finalizer(), view, estimator))
     # The two records claimed before the checkpoint are emitted; the residual resumes at 2.
     assert [(o.value.partition, o.value.offset) for o in out] == [(1, 0), (1, 1)]
