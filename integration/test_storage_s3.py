@@ -4,17 +4,16 @@ permission errors (moto with IAM enforcement) and retries through a fault-inject
 from __future__ import annotations
 
 import concurrent.futures
-import pickle
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
+from _cloud_store_contract import CloudStoreContract
 
 from streamhouse_beam.errors import (
-    ObjectNotFoundError,
     StorageError,
     StoragePermissionError,
     TransientStorageError,
@@ -53,7 +52,9 @@ def _options(server: MotoServer, **extra: Any) -> dict[str, Any]:
     return {**server.credentials(), "aws_secret_access_key": SECRET, **extra}
 
 
-class TestS3StoreContract(StoreContract):
+class TestS3StoreContract(StoreContract, CloudStoreContract):
+    throttle_text = "SlowDown"
+
     @pytest.fixture
     def bucket_name(self, moto_server: MotoServer) -> str:
         return _new_bucket(moto_server)
@@ -76,6 +77,28 @@ class TestS3StoreContract(StoreContract):
     @pytest.fixture
     def secret(self) -> str:
         return SECRET
+
+    @pytest.fixture
+    def server_endpoint(self, moto_server: MotoServer) -> str:
+        return moto_server.endpoint_url
+
+    @pytest.fixture
+    def new_bucket(self, moto_server: MotoServer) -> Callable[[], str]:
+        return lambda: _new_bucket(moto_server)
+
+    @pytest.fixture
+    def open_cloud(self, moto_server: MotoServer) -> Callable[..., S3Store]:
+        def open_cloud(bucket: str, via: str | None = None, **extra: Any) -> S3Store:
+            if via is not None:
+                extra["endpoint_url"] = via
+            store = open_store(f"s3://{bucket}", _options(moto_server, **extra))
+            assert isinstance(store, S3Store)
+            return store
+
+        return open_cloud
+
+    def holds_no_client(self, store: S3Store) -> bool:
+        return store._client is None
 
 
 # ------------------------------------------------------------------------------ settings
@@ -116,18 +139,6 @@ def test_streamhouse_s3_endpoint_variable_is_the_fallback(
     bucket = _new_bucket(moto_server)
     open_store(f"s3://{bucket}", {"addressing_style": "path"}).put("k", b"v")
     assert _names(moto_server, bucket) == ["k"]
-
-
-def test_bucketless_url_reads_the_row_bucket(moto_server: MotoServer) -> None:
-    bucket = _new_bucket(moto_server)
-    store = open_store("s3://", _options(moto_server))
-    store.put("data/t/0/x.seg", b"row", bucket=bucket)
-    assert store.get("data/t/0/x.seg", bucket=bucket) == b"row"
-    with pytest.raises(StorageError, match="no bucket") as info:
-        store.get("data/t/0/x.seg")
-    assert info.value.key == "data/t/0/x.seg"
-    with pytest.raises(StorageError, match="no bucket"):
-        store.get("data/t/0/x.seg", bucket="")
 
 
 def test_missing_bucket_is_a_storage_error_naming_it(moto_server: MotoServer) -> None:
@@ -217,70 +228,6 @@ def test_refused_credentials_raise_permission_error_with_key_and_no_secret(
 # ------------------------------------------------------------------------------ retries
 
 
-@pytest.fixture
-def proxied(moto_server: MotoServer) -> Iterator[tuple[S3Store, FaultProxy]]:
-    bucket = _new_bucket(moto_server)
-    with FaultProxy(moto_server.endpoint_url) as proxy:
-        store = open_store(
-            f"s3://{bucket}",
-            _options(moto_server, endpoint_url=proxy.endpoint_url, retry_base_delay=0.001),
-        )
-        assert isinstance(store, S3Store)
-        store.put("data/t/0/x.seg", bytes(range(256)) * 64)
-        yield store, proxy
-
-
-@pytest.mark.parametrize("fault", ["503", "500", "429", "reset", "truncate"])
-def test_transient_failures_are_retried_until_success(
-    proxied: tuple[S3Store, FaultProxy], fault: str
-) -> None:
-    store, proxy = proxied
-    proxy.inject(fault, fault, fault)
-    assert store.get("data/t/0/x.seg") == bytes(range(256)) * 64
-    assert store.retry_count == 3
-    assert store.stats() == {"retries": 3}
-    assert proxy.pending() == 0
-
-
-@pytest.mark.parametrize("fault", ["503", "reset", "truncate"])
-def test_ranged_and_suffix_reads_are_retried(
-    proxied: tuple[S3Store, FaultProxy], fault: str
-) -> None:
-    store, proxy = proxied
-    proxy.inject(fault)
-    assert store.get_range("data/t/0/x.seg", 256, 512) == bytes(range(256))
-    proxy.inject(fault)
-    assert store.get_suffix("data/t/0/x.seg", 32) == bytes(range(224, 256))
-    assert store.retry_count == 2
-
-
-def test_head_and_put_are_retried(proxied: tuple[S3Store, FaultProxy]) -> None:
-    store, proxy = proxied
-    proxy.inject("503", "reset")
-    assert store.size("data/t/0/x.seg") == 256 * 64
-    proxy.inject("503")
-    store.put("data/t/1/y.seg", b"after a 503")
-    assert store.get("data/t/1/y.seg") == b"after a 503"
-    assert store.retry_count == 3
-
-
-def test_exhausted_budget_raises_transient_error_naming_the_key(
-    proxied: tuple[S3Store, FaultProxy],
-) -> None:
-    store, proxy = proxied
-    attempts = store.retry_policy.attempts
-    proxy.inject(*["503"] * attempts)
-    with pytest.raises(TransientStorageError) as info:
-        store.get("data/t/0/x.seg")
-    assert info.value.key == "data/t/0/x.seg"
-    assert f"{attempts} time(s)" in str(info.value)
-    assert "SlowDown" in str(info.value)
-    assert info.value.__cause__ is not None
-    assert store.retry_count == attempts - 1
-    assert proxy.pending() == 0
-    assert store.get("data/t/0/x.seg")  # the next call starts a fresh budget
-
-
 def test_retry_budget_is_configurable(moto_server: MotoServer) -> None:
     bucket = _new_bucket(moto_server)
     with FaultProxy(moto_server.endpoint_url) as proxy:
@@ -292,44 +239,3 @@ def test_retry_budget_is_configurable(moto_server: MotoServer) -> None:
         with pytest.raises(TransientStorageError, match="2 time"):
             store.put("k", b"v")
         assert proxy.requests_seen == 2
-
-
-def test_permission_errors_are_not_retried(proxied: tuple[S3Store, FaultProxy]) -> None:
-    store, proxy = proxied
-    proxy.inject("403", "403")
-    with pytest.raises(StoragePermissionError):
-        store.get("data/t/0/x.seg")
-    assert store.retry_count == 0
-    assert proxy.pending() == 1
-    proxy.clear()
-
-
-def test_not_found_is_not_retried(proxied: tuple[S3Store, FaultProxy]) -> None:
-    store, proxy = proxied
-    before = proxy.requests_seen
-    with pytest.raises(ObjectNotFoundError):
-        store.get("data/t/0/missing.seg")
-    assert proxy.requests_seen == before + 1
-
-
-def test_pickled_copy_gets_a_fresh_client_and_retry_count(
-    proxied: tuple[S3Store, FaultProxy],
-) -> None:
-    store, proxy = proxied
-    proxy.inject("503")
-    store.get("data/t/0/x.seg")
-    copy = pickle.loads(pickle.dumps(store))
-    assert copy._client is None
-    assert copy.retry_count == 0
-    assert copy.get_range("data/t/0/x.seg", 0, 4) == bytes(range(4))
-
-
-def test_used_store_survives_beams_own_pickler(moto_server: MotoServer) -> None:
-    from apache_beam.internal import pickler
-
-    bucket = _new_bucket(moto_server)
-    store = open_store(f"s3://{bucket}", _options(moto_server))
-    store.put("k", b"beam")
-    assert store.get("k") == b"beam"  # a live client and lock exist now
-    copy = pickler.loads(pickler.dumps(store))
-    assert copy.get_suffix("k", 2) == b"am"
