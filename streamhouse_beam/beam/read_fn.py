@@ -388,6 +388,19 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             )
         return gauge
 
+    def _poll(self, reader: Any, start: int, stop: int | None, limit: int) -> Any:
+        """One read of up to ``limit`` records from ``start``, counted in the metrics.
+
+        ``batches`` output reads one Arrow batch, decoded without a Python object per record;
+        the other outputs read record tuples.
+        """
+        if self.config.output == "batches":
+            batch = reader.read_columns(start, stop, limit)
+        else:
+            batch = reader.read(start, stop, limit)
+        self._count(batch)
+        return batch
+
     def _count(self, batch: ReadBatch) -> None:
         m = self._metrics
         if m is None:
@@ -424,15 +437,30 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
     # ------------------------------------------------------------------ process
 
     def _outputs(
-        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]], tracker: Any
-    ) -> tuple[Iterable[Any], int | None, int, bool, int | None]:
-        """Claim and convert ``records``.
+        self,
+        tp: TopicPartition,
+        records: list[tuple[int, int, bytes | None, bytes]],
+        tracker: Any,
+        watermark_estimator: Any,
+    ) -> tuple[Iterable[Any], int | None, int, bool]:
+        """Claim and convert ``records``; observe their event time and count them.
 
         Returns:
-            ``(outputs, last claimed offset or None, records claimed, split, largest event
-            time of the outputs in microseconds or None)``; ``split`` is True when a claim was
-            refused because a split took the rest of the range.
+            ``(outputs, last claimed offset or None, records claimed, split)``; ``split`` is
+            True when a claim was refused because a split took the rest of the range.
         """
+        outputs, last, claimed, split, event_micros = self._claim_and_convert(tp, records, tracker)
+        if event_micros is not None:
+            # Before the outputs leave: the estimator ignores Beam's per-output calls.
+            watermark_estimator.observe_event_time(event_micros)
+        if self._metrics is not None and claimed:
+            self._metrics["records_read"].inc(claimed)
+        return outputs, last, claimed, split
+
+    def _claim_and_convert(
+        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]], tracker: Any
+    ) -> tuple[Iterable[Any], int | None, int, bool, int | None]:
+        """:meth:`_outputs` plus the largest event time of the outputs (microseconds or None)."""
         config = self.config
         if config.output == "batches":
             # One Arrow batch for the whole chunk (streamhouse_beam.beam.batches).
@@ -549,12 +577,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 config.max_poll_records if config.output == "batches" else self.read_chunk_records
             )
             want = min(config.max_poll_records - polled, chunk)
-            if config.output == "batches":
-                # Records as one Arrow batch, decoded without a Python object per record.
-                batch: Any = reader.read_columns(pos, stop, want)
-            else:
-                batch = reader.read(pos, stop, want)
-            self._count(batch)
+            batch = self._poll(reader, pos, stop, want)
             records = batch.records
             polled += len(records)
             ended = False
@@ -577,14 +600,11 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 if granted < len(records):
                     records = records[:granted]
                     ended = True
-            outputs, chunk_last, claimed, split, event_micros = self._outputs(tp, records, tracker)
-            if event_micros is not None:
-                # Before the outputs leave: the estimator ignores Beam's per-output calls.
-                watermark_estimator.observe_event_time(event_micros)
+            outputs, chunk_last, claimed, split = self._outputs(
+                tp, records, tracker, watermark_estimator
+            )
             if budget is not None and split:
                 budget.give_back(granted - claimed)
-            if self._metrics is not None and claimed:
-                self._metrics["records_read"].inc(claimed)
             if chunk_last is not None:
                 last = chunk_last
             yield from outputs
@@ -676,14 +696,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 caught_up = False
                 break
             tp = TopicPartition(element.topic, partition)
-            reader = self._reader(tp)
-            batch: Any
-            if config.output == "batches":
-                # As the main path: one Arrow batch, no Python object per record.
-                batch = reader.read_columns(offset, None, remaining)
-            else:
-                batch = reader.read(offset, None, remaining)
-            self._count(batch)
+            batch = self._poll(self._reader(tp), offset, None, remaining)
             records = batch.records
             granted = len(records)
             if budget is not None and granted:
@@ -692,14 +705,9 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                     records = records[:granted]
             # The main path's claim and conversion; one claim per chunk on Beam's tracker view
             # (streamhouse_beam.beam.claims.NewPartitionOffsets).
-            outputs, last, claimed, split, event_micros = self._outputs(
-                tp, records, NewPartitionOffsets(tracker, partition)
+            outputs, last, claimed, split = self._outputs(
+                tp, records, NewPartitionOffsets(tracker, partition), watermark_estimator
             )
-            if event_micros is not None:
-                # Before the outputs leave: the estimator ignores Beam's per-output calls.
-                watermark_estimator.observe_event_time(event_micros)
-            if self._metrics is not None and claimed:
-                self._metrics["records_read"].inc(claimed)
             # Records claimed before a refused claim belong to this restriction: emit them, or
             # they would be lost (the residual starts after the last successful claim).
             yield from outputs
