@@ -10,7 +10,6 @@ import collections
 import pathlib
 import random
 import tempfile
-import threading
 import typing
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +17,6 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pytest
-from apache_beam.portability.api import beam_fn_api_pb2
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
-from apache_beam.transforms import environments
 from apache_beam.utils.timestamp import Timestamp
 
 from streamhouse_beam import ReadFromStreamHouse, StopPosition, TopicPartition
@@ -35,6 +31,7 @@ from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRes
 from streamhouse_beam.metadata import open_metadata
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.read_helpers import Collect, local_streamhouse, new_sink, run, sink, urls
+from tests.split_gate import SplitGate
 
 U64 = 2**64 - 1
 T0 = DEFAULT_CLOCK_START_MS
@@ -227,55 +224,13 @@ def test_batches_refuse_a_value_decoder(store: pathlib.Path) -> None:
 # ------------------------------------------------------------------ exact under runner splits
 
 
-class _Gate:
-    """Blocks the read stage at its n-th batch until the split manager has sent its splits."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.count = 0
-        self.target = -1
-        self.reached = threading.Event()
-        self.release = threading.Event()
-        self.offsets: list[tuple[int, int]] = []
-        self.splits = 0
-
-    def arm(self, target: int) -> None:
-        with self.lock:
-            self.count, self.target = 0, target
-            self.reached.clear()
-            self.release.clear()
-
-    def passed(self, batch: pa.RecordBatch) -> None:
-        with self.lock:
-            parts = batch.column("partition").to_pylist()
-            self.offsets.extend(zip(parts, batch.column("offset").to_pylist(), strict=True))
-            self.count += 1
-            hit = self.count == self.target
-        if hit:
-            self.reached.set()
-            self.release.wait(10)
-
-
-GATE = _Gate()
+GATE = SplitGate()
 
 
 class _Gated(beam.DoFn):  # type: ignore[misc]
     def process(self, batch: pa.RecordBatch) -> None:
-        GATE.passed(batch)
-
-
-def _split_manager(rng: random.Random) -> Any:
-    def manager(num_elements: int) -> Iterator[float | None]:
-        GATE.arm(rng.randint(1, max(1, num_elements)))
-        yield None
-        if GATE.reached.wait(0.1):
-            for _ in range(rng.randint(1, 3)):
-                result = yield rng.choice([0.0, rng.random(), rng.random() / 4, 0.5])
-                if isinstance(result, beam_fn_api_pb2.ProcessBundleSplitResponse):
-                    GATE.splits += 1
-        GATE.release.set()
-
-    return manager
+        parts = batch.column("partition").to_pylist()
+        GATE.passed(zip(parts, batch.column("offset").to_pylist(), strict=True))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -291,31 +246,19 @@ def test_batches_stay_exact_under_runner_splits(seed: int) -> None:
             lsh.append("orders", p, [f"v{i}" for i in range(count)], flush=True)
             expected.update((p, o) for o in range(count))
         lsh.close()
-        GATE.offsets = []
-        runner = FnApiRunner(
-            default_environment=environments.EmbeddedPythonGrpcEnvironment.default()
+        read = ReadFromStreamHouse(
+            "orders",
+            **urls(tmp),
+            stop=StopPosition.latest(),
+            output="batches",
+            max_poll_records=rng.randint(2, 12),
         )
-        with fn_runner.split_manager("Read/ReadPartitions", _split_manager(rng)):
-            p = beam.Pipeline(runner=runner)
-            (
-                p
-                | "Read"
-                >> ReadFromStreamHouse(
-                    "orders",
-                    **urls(tmp),
-                    stop=StopPosition.latest(),
-                    output="batches",
-                    max_poll_records=rng.randint(2, 12),
-                )
-                | beam.ParDo(_Gated())
-            )
-            p.run().wait_until_finish()
-        got = collections.Counter(GATE.offsets)
+        got = GATE.run(read, _Gated(), rng)
         assert got == expected, (expected - got, got - expected)
 
 
 def test_batch_split_cases_really_split() -> None:
     # Runs after the split cases in file order; split cases that never split prove nothing.
-    if not GATE.offsets:
+    if not GATE.outputs:
         pytest.skip("run together with test_batches_stay_exact_under_runner_splits")
     assert GATE.splits > 0

@@ -15,15 +15,10 @@ import collections
 import pathlib
 import random
 import tempfile
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 import pytest
-from apache_beam.portability.api import beam_fn_api_pb2
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
-from apache_beam.transforms import environments
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +26,7 @@ from streamhouse_beam import ReadFromStreamHouse, StopPosition
 from streamhouse_beam.beam.read_fn import ReadPartitionsFn
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.read_helpers import local_streamhouse, urls
+from tests.split_gate import SplitGate
 
 pytestmark = pytest.mark.slow
 
@@ -42,55 +38,12 @@ partition_spec = st.lists(st.tuples(st.integers(0, 3), st.integers(1, 9)), min_s
 topic_spec = st.lists(partition_spec, min_size=1, max_size=3)
 
 
-class _Gate:
-    """Blocks the read stage at its n-th output until the split manager has asked its splits."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.count = 0
-        self.target = -1
-        self.reached = threading.Event()
-        self.release = threading.Event()
-        self.outputs: list[tuple[str, int, int, bytes]] = []
-        self.splits = 0
-
-    def arm(self, target: int) -> None:
-        with self.lock:
-            self.count = 0
-            self.target = target
-            self.reached.clear()
-            self.release.clear()
-
-    def passed(self, item: tuple[str, int, int, bytes]) -> None:
-        with self.lock:
-            self.outputs.append(item)
-            self.count += 1
-            hit = self.count == self.target
-        if hit:
-            self.reached.set()
-            self.release.wait(10)
-
-
-GATE = _Gate()
+GATE = SplitGate()
 
 
 class _Record(beam.DoFn):  # type: ignore[misc]
     def process(self, record: Any) -> None:
-        GATE.passed((record.topic, record.partition, record.offset, record.value))
-
-
-def _split_manager(rng: random.Random) -> Any:
-    def manager(num_elements: int) -> Iterator[float | None]:
-        GATE.arm(rng.randint(1, max(1, num_elements)))
-        yield None  # let the runner send the bundle's elements
-        if GATE.reached.wait(0.1):
-            for _ in range(rng.randint(1, 3)):
-                result = yield rng.choice([0.0, rng.random(), rng.random() / 4, 0.5])
-                if isinstance(result, beam_fn_api_pb2.ProcessBundleSplitResponse):
-                    GATE.splits += 1
-        GATE.release.set()
-
-    return manager
+        GATE.passed([(record.topic, record.partition, record.offset, record.value)])
 
 
 def _write(
@@ -145,25 +98,13 @@ def _check_one_pipeline(
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
         expected = _write(tmp, topics)
-        GATE.outputs = []
-        runner = FnApiRunner(
-            default_environment=environments.EmbeddedPythonGrpcEnvironment.default()
+        read = ReadFromStreamHouse(
+            [f"case{t}" for t in range(len(topics))],
+            **urls(tmp),
+            stop=StopPosition.latest(),
+            max_poll_records=max_poll_records,
         )
-        with fn_runner.split_manager("Read/ReadPartitions", _split_manager(random.Random(seed))):
-            p = beam.Pipeline(runner=runner)
-            (
-                p
-                | "Read"
-                >> ReadFromStreamHouse(
-                    [f"case{t}" for t in range(len(topics))],
-                    **urls(tmp),
-                    stop=StopPosition.latest(),
-                    max_poll_records=max_poll_records,
-                )
-                | beam.ParDo(_Record())
-            )
-            p.run().wait_until_finish()
-        got = collections.Counter(GATE.outputs)
+        got = GATE.run(read, _Record(), random.Random(seed))
         missing = expected - got
         duplicated = got - expected
         assert not missing and not duplicated, (missing, duplicated)
