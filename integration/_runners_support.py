@@ -72,7 +72,16 @@ class _CountingProvider(RestrictionProvider):  # type: ignore[misc]
 
 
 class CountUpTo(beam.DoFn):  # type: ignore[misc]
-    """For an element ``n``, emits ``(n, 0) ... (n, n - 1)``, one claimed offset each."""
+    """For an element ``n``, emits ``(n, 0) ... (n, n - 1)``, one claimed offset each.
+
+    Args:
+        defer_every: self-checkpoint (``defer_remainder``) after this many claims in one
+            ``process`` call; ``None`` claims the whole restriction in one call.
+    """
+
+    def __init__(self, defer_every: int | None = None) -> None:
+        super().__init__()
+        self.defer_every = defer_every
 
     def process(
         self,
@@ -80,31 +89,29 @@ class CountUpTo(beam.DoFn):  # type: ignore[misc]
         tracker: Any = beam.DoFn.RestrictionParam(_CountingProvider()),
     ) -> Iterator[tuple[int, int]]:
         position = tracker.current_restriction().start
+        claimed = 0
         while tracker.try_claim(position):
             yield (element, position)
             position += 1
-
-
-class CountUpToDeferring(CountUpTo):
-    """:class:`CountUpTo` that self-checkpoints (``defer_remainder``) after every two claims."""
-
-    def process(
-        self,
-        element: int,
-        tracker: Any = beam.DoFn.RestrictionParam(_CountingProvider()),
-    ) -> Iterator[tuple[int, int]]:
-        position = tracker.current_restriction().start
-        for _ in range(2):
-            if not tracker.try_claim(position):
+            claimed += 1
+            if claimed == self.defer_every:
+                tracker.defer_remainder()
                 return
-            yield (element, position)
-            position += 1
-        tracker.defer_remainder()
 
 
 def toy_sdf_expected(sizes: list[int]) -> list[tuple[int, int]]:
     """What :class:`CountUpTo` emits for ``sizes``."""
     return [(n, i) for n in sizes for i in range(n)]
+
+
+def run_toy_sdf(sizes: list[int], pipeline_args: list[str]) -> None:
+    """Run :class:`CountUpTo` over ``sizes`` on a runner; assert every offset comes once."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    with beam.Pipeline(options=PipelineOptions(pipeline_args)) as p:
+        out = p | beam.Create(sizes) | beam.ParDo(CountUpTo())
+        assert_that(out, equal_to(toy_sdf_expected(sizes)))
 
 
 _file_locks: dict[str, threading.Lock] = {}
@@ -255,6 +262,24 @@ def wait_for(predicate: Any, *, timeout: float, what: str, interval: float = 0.2
         time.sleep(interval)
 
 
+def wait_for_collected(out: pathlib.Path, count: int, *, timeout: float, what: str) -> None:
+    """Wait until ``out`` holds ``count`` :class:`CollectToFile` lines; ``what`` names them."""
+    wait_for(
+        lambda: len(read_collected(out)) >= count,
+        timeout=timeout,
+        what=f"{what} (got {len(read_collected(out))})",
+    )
+
+
+def wait_for_commits(topic: Topic, group: str, offsets: dict[int, int], timeout: float) -> None:
+    """Wait until ``group`` has committed ``offsets`` (partition -> next offset) on ``topic``."""
+    wait_for(
+        lambda: topic.committed(group) == offsets,
+        timeout=timeout,
+        what=f"commits {offsets} (have {topic.committed(group)})",
+    )
+
+
 def _as_tuples(rows: list[Any]) -> list[tuple[Any, ...]]:
     return sorted(tuple(row) for row in rows)
 
@@ -306,11 +331,7 @@ def run_streaming_read(
     )
     result = p.run()
     try:
-        wait_for(
-            lambda: len(read_collected(out)) >= initial,
-            timeout=timeout,
-            what=f"the first {initial} records (got {len(read_collected(out))})",
-        )
+        wait_for_collected(out, initial, timeout=timeout, what=f"the first {initial} records")
         if while_running is not None:
             while_running()
         topic.append(append_per_partition)

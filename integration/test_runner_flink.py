@@ -14,7 +14,6 @@ import pytest
 from _runners_support import (
     CollectToFile,
     CountUpTo,
-    CountUpToDeferring,
     EventTimeMatchesRecord,
     Topic,
     ensure_runners,
@@ -22,11 +21,12 @@ from _runners_support import (
     run_bounded_read,
     run_cli_read,
     run_streaming_read,
+    run_toy_sdf,
     toy_sdf_expected,
-    wait_for,
+    wait_for_collected,
+    wait_for_commits,
 )
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import assert_that, equal_to
 
 from streamhouse_beam.beam import ReadFromStreamHouse
 from streamhouse_beam.testing import runners
@@ -40,11 +40,7 @@ def _runners_fetched() -> None:
 
 
 def test_flink_runs_a_toy_splittable_dofn() -> None:
-    sizes = [3, 5, 7]
-    options = PipelineOptions(runners.flink_pipeline_args())
-    with beam.Pipeline(options=options) as p:
-        out = p | beam.Create(sizes) | beam.ParDo(CountUpTo())
-        assert_that(out, equal_to(toy_sdf_expected(sizes)))
+    run_toy_sdf([3, 5, 7], runners.flink_pipeline_args())
 
 
 def test_flink_reads_a_bounded_multi_partition_topic_exactly(tmp_path: pathlib.Path) -> None:
@@ -72,16 +68,12 @@ def test_flink_runs_a_self_checkpointing_toy_sdf_with_flink_checkpoints(
     _ = (
         p
         | beam.Create(sizes, reshuffle=False)
-        | beam.ParDo(CountUpToDeferring())
+        | beam.ParDo(CountUpTo(defer_every=2))
         | beam.ParDo(CollectToFile(str(out)))
     )
     result = p.run()
     try:
-        wait_for(
-            lambda: len(read_collected(out)) >= sum(sizes),
-            timeout=120,
-            what=f"{sum(sizes)} toy elements (got {len(read_collected(out))})",
-        )
+        wait_for_collected(out, sum(sizes), timeout=120, what=f"{sum(sizes)} toy elements")
     finally:
         result.cancel()
     assert sorted(tuple(e) for e in read_collected(out)) == toy_sdf_expected(sizes)
@@ -112,27 +104,11 @@ def test_flink_checkpoints_commit_consumed_offsets_through_the_group(
     try:
         # Flink finalizes a bundle when the checkpoint holding it completes: only then does
         # the read commit the next offset to read, which for a caught-up reader is the end.
-        wait_for(
-            lambda: len(read_collected(out)) >= 24,
-            timeout=120,
-            what=f"the first 24 records (got {len(read_collected(out))})",
-        )
-        wait_for(
-            lambda: topic.committed(group) == {0: 12, 1: 12},
-            timeout=60,
-            what=f"commits of offset 12 (have {topic.committed(group)})",
-        )
+        wait_for_collected(out, 24, timeout=120, what="the first 24 records")
+        wait_for_commits(topic, group, {0: 12, 1: 12}, timeout=60)
         topic.append(6)
-        wait_for(
-            lambda: len(read_collected(out)) >= total,
-            timeout=60,
-            what=f"{total} records (got {len(read_collected(out))})",
-        )
-        wait_for(
-            lambda: topic.committed(group) == {0: 18, 1: 18},
-            timeout=60,
-            what=f"commits of offset 18 (have {topic.committed(group)})",
-        )
+        wait_for_collected(out, total, timeout=60, what=f"{total} records")
+        wait_for_commits(topic, group, {0: 18, 1: 18}, timeout=60)
     finally:
         # With checkpointing on, Beam keeps Flink's sources alive: the job never ends alone.
         result.cancel()

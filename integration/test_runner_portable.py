@@ -5,17 +5,13 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Iterator
 
-import apache_beam as beam
 import pytest
 from _runners_support import (
-    CountUpTo,
     Topic,
     run_bounded_read,
     run_streaming_read,
-    toy_sdf_expected,
+    run_toy_sdf,
 )
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import assert_that, equal_to
 
 from streamhouse_beam.testing import runners
 
@@ -31,11 +27,7 @@ def job_service() -> Iterator[runners.PortableJobService]:
 def test_portable_runner_runs_a_toy_splittable_dofn(
     job_service: runners.PortableJobService,
 ) -> None:
-    sizes = [3, 5, 7]
-    options = PipelineOptions(runners.portable_pipeline_args(job_service.endpoint))
-    with beam.Pipeline(options=options) as p:
-        out = p | beam.Create(sizes) | beam.ParDo(CountUpTo())
-        assert_that(out, equal_to(toy_sdf_expected(sizes)))
+    run_toy_sdf([3, 5, 7], runners.portable_pipeline_args(job_service.endpoint))
 
 
 def test_portable_runner_reads_a_bounded_multi_partition_topic_exactly(

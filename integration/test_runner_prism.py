@@ -11,19 +11,15 @@ import threading
 import time
 from typing import Any
 
-import apache_beam as beam
 import pytest
 from _runners_support import (
-    CountUpTo,
     Topic,
     ensure_runners,
     run_bounded_read,
     run_cli_read,
     run_streaming_read,
-    toy_sdf_expected,
+    run_toy_sdf,
 )
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import assert_that, equal_to
 
 from streamhouse_beam.testing import runners
 
@@ -36,11 +32,7 @@ def _runners_fetched() -> None:
 
 
 def test_prism_runs_a_toy_splittable_dofn() -> None:
-    sizes = [3, 5, 7, 1000]
-    options = PipelineOptions(runners.prism_pipeline_args())
-    with beam.Pipeline(options=options) as p:
-        out = p | beam.Create(sizes) | beam.ParDo(CountUpTo())
-        assert_that(out, equal_to(toy_sdf_expected(sizes)))
+    run_toy_sdf([3, 5, 7, 1000], runners.prism_pipeline_args())
 
 
 def test_prism_reads_a_bounded_multi_partition_topic_exactly(tmp_path: pathlib.Path) -> None:
