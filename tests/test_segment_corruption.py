@@ -7,7 +7,6 @@ for the small ones, in the blocks too), with the CRC check on and off, and every
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Callable
 
 import pytest
@@ -32,14 +31,8 @@ from streamhouse_beam.segment import (
     write_segment,
 )
 from streamhouse_beam.segment.format import FOOTER_SIZE, HEADER_SIZE
+from tests.segment_damage import NAMED_SEGMENT_ERRORS, refresh_crc
 
-NAMED = (
-    CorruptSegmentError,
-    TruncatedSegmentError,
-    ChecksumMismatchError,
-    SegmentLimitError,
-    UnsupportedSegmentError,
-)
 RECORDS = [
     (100, 1_700_000_000_000, b"k1", b"hello"),
     (101, 1_700_000_000_250, None, b"world!"),
@@ -66,12 +59,6 @@ def _subject(name: str) -> bytes:
     return (FIXTURE_SEGMENTS / f"{name}.seg").read_bytes()
 
 
-def _refresh_crc(data: bytearray) -> bytes:
-    """Recompute the footer CRC so a deliberate change gets past the checksum."""
-    struct.pack_into(">I", data, len(data) - FOOTER_SIZE + 8, zlib.crc32(data[:-FOOTER_SIZE]))
-    return bytes(data)
-
-
 def _read(data: bytes, *, verify_crc: bool) -> list[tuple[int, int, bytes | None, bytes]]:
     reader = SegmentReader(data, key="seg/under/test", verify_crc=verify_crc)
     records = reader.read_all()
@@ -85,7 +72,7 @@ def _assert_named_or_valid(data: bytes, *, verify_crc: bool) -> str:
     try:
         records = _read(data, verify_crc=verify_crc)
     except SegmentError as exc:
-        assert type(exc) in NAMED, repr(exc)
+        assert type(exc) in NAMED_SEGMENT_ERRORS, repr(exc)
         assert exc.key == "seg/under/test"
         assert exc.position is not None
         assert "seg/under/test" in str(exc)
@@ -122,7 +109,7 @@ def test_every_byte_flip_fails_with_a_named_error_when_the_crc_is_checked(
                 continue
             with pytest.raises(SegmentError) as info:
                 _read(bytes(data), verify_crc=True)
-            assert type(info.value) in NAMED
+            assert type(info.value) in NAMED_SEGMENT_ERRORS
 
 
 @pytest.mark.timeout(120)
@@ -160,7 +147,7 @@ def test_structural_flips_without_crc_are_still_caught(compression: Compression)
         data[pos] ^= 0xFF
         with pytest.raises(SegmentError) as info:
             _read(bytes(data), verify_crc=False)
-        assert type(info.value) in NAMED, pos
+        assert type(info.value) in NAMED_SEGMENT_ERRORS, pos
 
 
 @pytest.mark.timeout(120)
@@ -171,7 +158,7 @@ def test_every_truncation_fails_with_a_named_error(subject: str, verify_crc: boo
     for length in range(len(original)):
         with pytest.raises(SegmentError) as info:
             _read(original[:length], verify_crc=verify_crc)
-        assert type(info.value) in NAMED, length
+        assert type(info.value) in NAMED_SEGMENT_ERRORS, length
         assert info.value.key == "seg/under/test"
 
 
@@ -202,17 +189,17 @@ def test_unknown_version_and_compression_are_unsupported() -> None:
     data = bytearray(_segment(Compression.NONE))
     data[5] = 2
     with pytest.raises(UnsupportedSegmentError, match="version 2"):
-        SegmentReader(_refresh_crc(data))
+        SegmentReader(refresh_crc(data))
     data = bytearray(_segment(Compression.NONE))
     data[7] = 9
     with pytest.raises(UnsupportedSegmentError, match="compression id 9"):
-        SegmentReader(_refresh_crc(data))
+        SegmentReader(refresh_crc(data))
 
 
 def test_zstd_segment_is_unsupported_when_read() -> None:
     data = bytearray(_segment(Compression.LZ4))
     data[7] = int(Compression.ZSTD)
-    reader = SegmentReader(_refresh_crc(data))
+    reader = SegmentReader(refresh_crc(data))
     assert reader.compression == Compression.ZSTD
     with pytest.raises(UnsupportedSegmentError, match="zstd"):
         reader.read_all()
@@ -247,7 +234,7 @@ def _patch(offset_of: Callable[[SegmentReader, int], int], fmt: str, value: int)
     original = _segment(Compression.NONE)
     data = bytearray(original)
     struct.pack_into(fmt, data, offset_of(SegmentReader(original), len(original)), value)
-    return _refresh_crc(data)
+    return refresh_crc(data)
 
 
 @pytest.mark.parametrize(
@@ -304,7 +291,7 @@ def test_block_with_more_records_than_its_offset_span_is_corrupt() -> None:
     )
     data[HEADER_SIZE + 4 : HEADER_SIZE + 4 + 40] = bytes(40)
     data[HEADER_SIZE + 3] = 0  # first value length 0: the zero run becomes 10 more records
-    reader = SegmentReader(_refresh_crc(data))
+    reader = SegmentReader(refresh_crc(data))
     with pytest.raises(
         CorruptSegmentError, match=r"holds 12 records but its offsets span only 7\.\.8"
     ):
@@ -316,7 +303,7 @@ def test_oversized_lz4_block_is_refused_before_decompressing() -> None:
     reader = SegmentReader(bytes(data))
     start, _ = reader.block_range(1)
     struct.pack_into("<I", data, start, 0xFFFFFFF0)
-    reader = SegmentReader(_refresh_crc(data), key="big.seg")
+    reader = SegmentReader(refresh_crc(data), key="big.seg")
     with pytest.raises(SegmentLimitError, match="4294967280 uncompressed bytes") as info:
         reader.decode_block(1)
     assert info.value.position == start
@@ -334,7 +321,7 @@ def test_lz4_block_that_decodes_short_is_corrupt() -> None:
     (size,) = struct.unpack_from("<I", data, start)
     struct.pack_into("<I", data, start, size + 1)
     with pytest.raises(CorruptSegmentError, match="LZ4 block"):
-        SegmentReader(_refresh_crc(data)).decode_block(0)
+        SegmentReader(refresh_crc(data)).decode_block(0)
     with pytest.raises(TruncatedSegmentError, match="size prefix"):
         decompress_block(b"\x01\x00", Compression.LZ4, max_bytes=100, key=None, position=64)
     with pytest.raises(CorruptSegmentError, match="0 uncompressed bytes"):

@@ -9,8 +9,6 @@ The example count and per-example deadline bound the run time in CI.
 from __future__ import annotations
 
 import itertools
-import struct
-import zlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,23 +16,14 @@ from hypothesis import strategies as st
 
 from conftest import FIXTURE_SEGMENTS
 from streamhouse_beam.errors import (
-    ChecksumMismatchError,
     CorruptSegmentError,
     SegmentError,
-    SegmentLimitError,
     TruncatedSegmentError,
-    UnsupportedSegmentError,
 )
 from streamhouse_beam.segment import SegmentReader, decode_records, decode_records_py
 from streamhouse_beam.segment.format import FOOTER_SIZE
+from tests.segment_damage import NAMED_SEGMENT_ERRORS, refresh_crc
 
-NAMED = (
-    CorruptSegmentError,
-    TruncatedSegmentError,
-    ChecksumMismatchError,
-    SegmentLimitError,
-    UnsupportedSegmentError,
-)
 # The small fixtures keep each example fast; together they cover both compressions,
 # several blocks, gaps, wrapping deltas and every key shape.
 SMALL = [
@@ -67,7 +56,7 @@ def mutated_segments(draw: st.DrawFn) -> bytes:
         else:
             del data[pos:]
     if len(data) >= FOOTER_SIZE and draw(st.booleans()):
-        struct.pack_into(">I", data, len(data) - FOOTER_SIZE + 8, zlib.crc32(data[:-FOOTER_SIZE]))
+        refresh_crc(data)
     return bytes(data)
 
 
@@ -77,7 +66,7 @@ def _check(data: bytes, verify_crc: bool, probe: int) -> None:
         records = reader.read_all()
         tail = reader.read_from_offset(probe)
     except SegmentError as exc:
-        assert type(exc) in NAMED, repr(exc)
+        assert type(exc) in NAMED_SEGMENT_ERRORS, repr(exc)
         assert exc.key == "fuzz.seg"
         return
     assert len(records) == reader.header.record_count
