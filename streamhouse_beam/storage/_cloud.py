@@ -4,9 +4,11 @@
 counter, and the parts of every call that do not depend on the SDK: choosing the bucket (the
 segment row's, else the URL's, spec §2.1) and encoding the key (§2.6), checking range
 arguments, answering zero-length reads with a size check, keeping the right bytes when a
-server ignores a Range header, and treating a delete of a missing object as done. A backend
-supplies the SDK calls: one ranged GET (:meth:`CloudStore._fetch_range`), one suffix GET
-(:meth:`CloudStore._fetch_suffix`) and a delete, each wrapped in :meth:`CloudStore._retrying`.
+server ignores a Range header, treating a delete of a missing object as done, and running
+each call under the retry budget with its SDK errors mapped (:meth:`CloudStore._call`). A
+backend supplies the SDK calls: one ranged GET (:meth:`CloudStore._fetch_range`), one suffix GET
+(:meth:`CloudStore._fetch_suffix`) and a delete, each made through :meth:`CloudStore._call`, and
+the mapping of its SDK's exceptions (:meth:`CloudStore._map_error`).
 """
 
 from __future__ import annotations
@@ -107,6 +109,15 @@ class CloudStore(ObjectStore):
     def _delete(self, key: str, bucket: str | None) -> None:
         """DELETE the object with retries; :class:`ObjectNotFoundError` when it is missing."""
 
+    @abc.abstractmethod
+    def _map_error(self, exc: Exception, *, key: str, bucket: str, what: str) -> Exception | None:
+        """The error to raise ``from exc`` for an exception one SDK call raised.
+
+        Returns:
+            A project error, a :class:`RetryableFailure` to retry, :class:`InvalidRange`, or
+            ``None`` to let ``exc`` through unchanged (it is not the SDK's, or not known).
+        """
+
     # ----------------------------------------------------------------------------------------
     # Shared call plumbing
     # ----------------------------------------------------------------------------------------
@@ -127,14 +138,29 @@ class CloudStore(ObjectStore):
             )
         return target, name
 
-    def _retrying(self, what: str, key: str, bucket: str, one_attempt: Callable[[], T]) -> T:
-        """Run ``one_attempt`` (SDK errors already mapped) under this store's retry budget."""
+    def _call(self, what: str, key: str, bucket: str | None, attempt: Callable[[str, str], T]) -> T:
+        """Run ``attempt(bucket, object name)`` under this store's retry budget.
+
+        The bucket and name come from :meth:`_target`; each attempt's SDK exceptions are
+        mapped by :meth:`_map_error`.
+        """
+        target, name = self._target(key, bucket)
+
+        def one_attempt() -> T:
+            try:
+                return attempt(target, name)
+            except Exception as exc:
+                mapped = self._map_error(exc, key=key, bucket=target, what=what)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+
         return call_with_retry(
             one_attempt,
             self.retry_policy,
             what=what,
             key=key,
-            bucket=bucket,
+            bucket=target,
             counter=self._retries,
         )
 

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import http.client
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
 from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange
 from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["GCS_OPTIONS", "GcsStore", "map_google_error"]
-
-T = TypeVar("T")
 
 #: storage_options a ``gs://`` store accepts.
 GCS_OPTIONS = RETRY_OPTIONS | {
@@ -229,22 +226,11 @@ class GcsStore(CloudStore):
     def _blob(self, target: str, name: str) -> Any:
         return self.client().bucket(target).blob(name)
 
-    def _call(self, what: str, key: str, bucket: str, attempt: Callable[[], T]) -> T:
-        def one_attempt() -> T:
-            try:
-                return attempt()
-            except Exception as exc:
-                mapped = map_google_error(exc, key=key, bucket=bucket, what=what)
-                if mapped is None:
-                    raise
-                raise mapped from exc
-
-        return self._retrying(what, key, bucket, one_attempt)
+    def _map_error(self, exc: Exception, *, key: str, bucket: str, what: str) -> Exception | None:
+        return map_google_error(exc, key=key, bucket=bucket, what=what)
 
     def _download(self, key: str, bucket: str | None, start: int | None, end: int | None) -> bytes:
-        target, name = self._target(key, bucket)
-
-        def attempt() -> bytes:
+        def attempt(target: str, name: str) -> bytes:
             data: bytes = self._blob(target, name).download_as_bytes(
                 start=start,
                 end=end,
@@ -254,7 +240,7 @@ class GcsStore(CloudStore):
             )
             return data
 
-        return self._call("GCS GET", key, target, attempt)
+        return self._call("GCS GET", key, bucket, attempt)
 
     def get(self, key: str, *, bucket: str | None = None) -> bytes:
         return self._download(key, bucket, None, None)
@@ -271,21 +257,18 @@ class GcsStore(CloudStore):
         return self._download(key, bucket, -length, None)
 
     def size(self, key: str, *, bucket: str | None = None) -> int:
-        target, name = self._target(key, bucket)
-
-        def attempt() -> int:
+        def attempt(target: str, name: str) -> int:
             blob = self.client().bucket(target).get_blob(name, timeout=self.timeout, retry=None)
             if blob is None:
                 raise ObjectNotFoundError("GCS HEAD: object not found", key=key, bucket=target)
             return int(blob.size)
 
-        return self._call("GCS HEAD", key, target, attempt)
+        return self._call("GCS HEAD", key, bucket, attempt)
 
     def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
-        target, name = self._target(key, bucket)
         payload = bytes(data)
 
-        def attempt() -> None:
+        def attempt(target: str, name: str) -> None:
             self._blob(target, name).upload_from_string(
                 payload,
                 content_type="application/octet-stream",
@@ -293,12 +276,10 @@ class GcsStore(CloudStore):
                 retry=None,
             )
 
-        self._call("GCS PUT", key, target, attempt)
+        self._call("GCS PUT", key, bucket, attempt)
 
     def _delete(self, key: str, bucket: str | None) -> None:
-        target, name = self._target(key, bucket)
-
-        def attempt() -> None:
+        def attempt(target: str, name: str) -> None:
             self._blob(target, name).delete(timeout=self.timeout, retry=None)
 
-        self._call("GCS DELETE", key, target, attempt)
+        self._call("GCS DELETE", key, bucket, attempt)

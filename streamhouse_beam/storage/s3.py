@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
 from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange
 from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["S3_OPTIONS", "S3Store", "map_client_error"]
-
-T = TypeVar("T")
 
 #: storage_options an ``s3://`` store accepts.
 S3_OPTIONS = RETRY_OPTIONS | {
@@ -311,7 +309,7 @@ class S3Store(CloudStore):
                 text = text.replace(secret.value, "***")
         return text
 
-    def _call(self, what: str, key: str, bucket: str, attempt: Callable[[], T]) -> T:
+    def _map_error(self, exc: Exception, *, key: str, bucket: str, what: str) -> Exception | None:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -325,46 +323,42 @@ class S3Store(CloudStore):
             SSLError,
         )
 
-        def one_attempt() -> T:
-            try:
-                return attempt()
-            except ClientError as exc:
-                mapped = map_client_error(exc, key=key, bucket=bucket, what=what)
-                if isinstance(mapped, RetryableFailure):
-                    raise mapped from exc
-                raise mapped from exc
-            except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError) as exc:
-                raise StoragePermissionError(
-                    f"{what}: no usable AWS credentials ({type(exc).__name__}); set "
-                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or an instance role",
-                    key=key,
-                    bucket=bucket,
-                ) from exc
-            except SSLError as exc:
-                raise StorageError(
-                    f"{what}: TLS failure talking to S3: {self._scrub(str(exc))}",
-                    key=key,
-                    bucket=bucket,
-                ) from exc
-            except (
+        if isinstance(exc, ClientError):
+            return map_client_error(exc, key=key, bucket=bucket, what=what)
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+            return StoragePermissionError(
+                f"{what}: no usable AWS credentials ({type(exc).__name__}); set "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or an instance role",
+                key=key,
+                bucket=bucket,
+            )
+        if isinstance(exc, SSLError):
+            return StorageError(
+                f"{what}: TLS failure talking to S3: {self._scrub(str(exc))}",
+                key=key,
+                bucket=bucket,
+            )
+        if isinstance(
+            exc,
+            (
                 ConnectionError,
                 HTTPClientError,
                 IncompleteReadError,
                 # The body did not match the checksum S3 stored with the object: damaged on
                 # the way, and S3 holds the good bytes, so fetch it again.
                 FlexibleChecksumError,
-            ) as exc:
-                raise RetryableFailure(f"{type(exc).__name__}: {self._scrub(str(exc))}") from exc
-            except BotoCoreError as exc:
-                raise StorageError(
-                    f"{what} failed: {type(exc).__name__}: {self._scrub(str(exc))}",
-                    key=key,
-                    bucket=bucket,
-                ) from exc
-            except OSError as exc:  # a socket error that escaped botocore's wrapping
-                raise RetryableFailure(f"{type(exc).__name__}: {exc}") from exc
-
-        return self._retrying(what, key, bucket, one_attempt)
+            ),
+        ):
+            return RetryableFailure(f"{type(exc).__name__}: {self._scrub(str(exc))}")
+        if isinstance(exc, BotoCoreError):
+            return StorageError(
+                f"{what} failed: {type(exc).__name__}: {self._scrub(str(exc))}",
+                key=key,
+                bucket=bucket,
+            )
+        if isinstance(exc, OSError):  # a socket error that escaped botocore's wrapping
+            return RetryableFailure(f"{type(exc).__name__}: {exc}")
+        return None
 
     def _read_body(self, response: Mapping[str, Any]) -> bytes:
         body = response["Body"]
@@ -381,16 +375,14 @@ class S3Store(CloudStore):
     def _get(
         self, key: str, bucket: str | None, byte_range: str | None
     ) -> tuple[bytes, Mapping[str, Any]]:
-        target, name = self._target(key, bucket)
-
-        def attempt() -> tuple[bytes, Mapping[str, Any]]:
+        def attempt(target: str, name: str) -> tuple[bytes, Mapping[str, Any]]:
             kwargs: dict[str, Any] = {"Bucket": target, "Key": name}
             if byte_range is not None:
                 kwargs["Range"] = byte_range
             response = self.client().get_object(**kwargs)
             return self._read_body(response), response
 
-        return self._call("S3 GET", key, target, attempt)
+        return self._call("S3 GET", key, bucket, attempt)
 
     def get(self, key: str, *, bucket: str | None = None) -> bytes:
         return self._get(key, bucket, None)[0]
@@ -407,26 +399,21 @@ class S3Store(CloudStore):
         return self._get(key, bucket, f"bytes=-{length}")[0]
 
     def size(self, key: str, *, bucket: str | None = None) -> int:
-        target, name = self._target(key, bucket)
-
-        def attempt() -> int:
+        def attempt(target: str, name: str) -> int:
             return int(self.client().head_object(Bucket=target, Key=name)["ContentLength"])
 
-        return self._call("S3 HEAD", key, target, attempt)
+        return self._call("S3 HEAD", key, bucket, attempt)
 
     def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
-        target, name = self._target(key, bucket)
         payload = bytes(data)
 
-        def attempt() -> None:
+        def attempt(target: str, name: str) -> None:
             self.client().put_object(Bucket=target, Key=name, Body=payload)
 
-        self._call("S3 PUT", key, target, attempt)
+        self._call("S3 PUT", key, bucket, attempt)
 
     def _delete(self, key: str, bucket: str | None) -> None:
-        target, name = self._target(key, bucket)
-
-        def attempt() -> None:
+        def attempt(target: str, name: str) -> None:
             self.client().delete_object(Bucket=target, Key=name)
 
-        self._call("S3 DELETE", key, target, attempt)
+        self._call("S3 DELETE", key, bucket, attempt)
