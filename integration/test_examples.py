@@ -14,7 +14,6 @@ import json
 import pathlib
 import struct
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ import fastavro
 import pyarrow.parquet as pq
 import pytest
 from _runners_support import ensure_runners
+from _scripts import run_python
 
 from streamhouse_beam.testing import runners
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse
@@ -34,16 +34,7 @@ EXAMPLES = REPO_ROOT / "examples"
 
 
 def run_example(name: str, *args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"examples/{name} failed:\n{proc.stderr[-4000:]}"
-    return proc
+    return run_python(str(EXAMPLES / name), *args, cwd=cwd)
 
 
 class House:
@@ -92,20 +83,26 @@ def orders(tmp_path: pathlib.Path) -> tuple[House, list[tuple[Any, ...]]]:
     return house, sorted(expected)
 
 
+def _export(house: House, fmt: str, tmp_path: pathlib.Path) -> pathlib.Path:
+    """Run export_topic.py on ``orders`` in ``fmt``; return the directory it wrote."""
+    out = tmp_path / "export"
+    run_example(
+        "export_topic.py",
+        *house.args("orders"),
+        f"--format={fmt}",
+        f"--output={out}/orders",
+        cwd=tmp_path,
+    )
+    return out
+
+
 def test_export_topic_writes_every_record_as_json_lines(
     orders: tuple[House, list[tuple[Any, ...]]], tmp_path: pathlib.Path
 ) -> None:
     import base64
 
     house, expected = orders
-    out = tmp_path / "export"
-    run_example(
-        "export_topic.py",
-        *house.args("orders"),
-        "--format=jsonl",
-        f"--output={out}/orders",
-        cwd=tmp_path,
-    )
+    out = _export(house, "jsonl", tmp_path)
     got = []
     for doc in _lines("orders-*.jsonl", out):
         value = base64.b64decode(doc["value"]) if doc.get("value_base64") else doc["value"].encode()
@@ -118,14 +115,7 @@ def test_export_topic_writes_every_record_to_parquet(
     orders: tuple[House, list[tuple[Any, ...]]], tmp_path: pathlib.Path
 ) -> None:
     house, expected = orders
-    out = tmp_path / "export"
-    run_example(
-        "export_topic.py",
-        *house.args("orders"),
-        "--format=parquet",
-        f"--output={out}/orders",
-        cwd=tmp_path,
-    )
+    out = _export(house, "parquet", tmp_path)
     files = sorted(out.glob("orders-*.parquet"))
     assert files, "no Parquet file was written"
     got = []

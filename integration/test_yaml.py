@@ -11,9 +11,9 @@ import datetime
 import json
 import pathlib
 import subprocess
-import sys
 
 import pytest
+from _scripts import run_python
 
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse
 
@@ -25,17 +25,12 @@ PAGE_COUNTS = REPO_ROOT / "transforms" / "pipelines" / "page_counts.yaml"
 PAGES = ["/home", "/cart", "/pay", "/help"]
 
 
-def _yaml_main(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "apache_beam.yaml.main", "--runner=FnApiRunner", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-        timeout=300,
+def _yaml_main(
+    *args: str, cwd: pathlib.Path, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return run_python(
+        "-m", "apache_beam.yaml.main", "--runner=FnApiRunner", *args, cwd=cwd, check=check
     )
-    assert proc.returncode == 0, f"apache_beam.yaml.main failed:\n{proc.stderr[-4000:]}"
-    return proc
 
 
 def _clicks(root: pathlib.Path) -> tuple[LocalStreamHouse, dict[str, str]]:
@@ -163,19 +158,6 @@ pipeline:
 providers:
   - include: "{PROVIDER}"
 """
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "apache_beam.yaml.main",
-            "--runner=FnApiRunner",
-            f"--yaml_pipeline={pipeline}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    proc = _yaml_main(f"--yaml_pipeline={pipeline}", cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert "value_decoder must be 'utf-8' or 'bytes'" in proc.stderr
