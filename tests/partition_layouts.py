@@ -58,6 +58,18 @@ def make_lsh(tmp_path: pathlib.Path, store: ObjectStore, **kwargs: Any) -> Local
     return lsh
 
 
+def one_partition(
+    tmp_path: pathlib.Path, store: ObjectStore, values: list[bytes] | None = None
+) -> LocalStreamHouse:
+    """:func:`make_lsh` with topic ``t`` of one partition holding ``values`` from offset 0
+    in one flushed segment (an empty partition when ``values`` is None)."""
+    lsh = make_lsh(tmp_path, store)
+    lsh.create_topic("t", partitions=1)
+    if values is not None:
+        lsh.append("t", 0, values, flush=True)
+    return lsh
+
+
 def rec(offset: int, ts: int | None = None, size: int = 20) -> Rec:
     """A deterministic record; keys on even offsets only."""
     value = (f"v{offset}-".encode() * size)[:size]

@@ -30,6 +30,7 @@ from tests.partition_layouts import (
     Rec,
     gapped_partition,
     make_lsh,
+    one_partition,
     overlapping_partition,
     rec,
     record_values,
@@ -142,9 +143,7 @@ def test_next_offset_passes_gaps_and_never_exceeds_stop(
 
 
 def test_tailing_read_picks_up_new_segments(tmp_path: pathlib.Path, store: ObjectStore) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a", b"b", b"c"], flush=True)
+    lsh = one_partition(tmp_path, store, [b"a", b"b", b"c"])
     reader = make_reader(lsh)
     first = reader.read(0, None, 100)
     assert [r[3] for r in first.records] == [b"a", b"b", b"c"]
@@ -161,9 +160,7 @@ def test_tailing_read_picks_up_new_segments(tmp_path: pathlib.Path, store: Objec
 def test_hole_at_the_tail_is_skipped_to_the_readable_end(
     tmp_path: pathlib.Path, store: ObjectStore
 ) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a", b"b"], flush=True)
+    lsh = one_partition(tmp_path, store, [b"a", b"b"])
     lsh.set_high_watermark("t", 0, 10)  # rows for 2..9 were removed
     reader = make_reader(lsh)
     batch = reader.read(0, None, 100)
@@ -174,9 +171,7 @@ def test_hole_at_the_tail_is_skipped_to_the_readable_end(
 def test_watermark_below_segments_uses_the_segment_end(
     tmp_path: pathlib.Path, store: ObjectStore
 ) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a", b"b", b"c"], flush=True)
+    lsh = one_partition(tmp_path, store, [b"a", b"b", b"c"])
     lsh.set_high_watermark("t", 0, 0)  # as after a snapshot restore (§3.3)
     reader = make_reader(lsh)
     assert reader.readable_end() == 3
@@ -217,9 +212,7 @@ def test_missing_segment_skipped_with_policy_and_reported(
 def test_corrupt_download_is_fetched_once_more(
     tmp_path: pathlib.Path, store: ObjectStore, method: str
 ) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a" * 100, b"b" * 100], flush=True)
+    lsh = one_partition(tmp_path, store, [b"a" * 100, b"b" * 100])
     (seg,) = lsh.segments("t", 0)
     faulty = FaultyStore(lsh.store)
     faulty.corrupt_next(seg.key, times=1)
@@ -233,9 +226,7 @@ def test_corrupt_download_is_fetched_once_more(
 def test_persistent_corruption_raises_naming_the_key(
     tmp_path: pathlib.Path, store: ObjectStore, method: str
 ) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a" * 100], flush=True)
+    lsh = one_partition(tmp_path, store, [b"a" * 100])
     (seg,) = lsh.segments("t", 0)
     faulty = FaultyStore(lsh.store)
     faulty.corrupt_next(seg.key, times=5)
@@ -251,8 +242,7 @@ def test_persistent_corruption_raises_naming_the_key(
 def test_header_disagreeing_with_its_row_is_inconsistent_metadata(
     tmp_path: pathlib.Path, store: ObjectStore
 ) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
+    lsh = one_partition(tmp_path, store)
     seg = lsh.write_segment("t", 0, [rec(o) for o in range(10)], register=False)
     lying = SegmentInfo(**{**seg.__dict__, "base_offset": 0, "end_offset": 14})
     lsh.register_segment(lying, high_watermark=15)
@@ -411,9 +401,7 @@ def test_earliest_offset_is_the_first_segment_base(
 
 
 def test_close_releases_the_pinned_segment(tmp_path: pathlib.Path, store: ObjectStore) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"x" * 100], flush=True)
+    lsh = one_partition(tmp_path, store, [b"x" * 100])
     cache = SegmentCache(64 << 20)
     reader = make_reader(lsh, cache=cache)
     reader.read(0, None, 1)
@@ -426,8 +414,7 @@ def test_close_releases_the_pinned_segment(tmp_path: pathlib.Path, store: Object
 
 
 def test_invalid_arguments_are_named(tmp_path: pathlib.Path, store: ObjectStore) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
+    lsh = one_partition(tmp_path, store)
     reader = make_reader(lsh)
     with pytest.raises(ValueError, match="start_offset"):
         reader.read(-1, None, 1)

@@ -43,6 +43,7 @@ from tests.partition_layouts import (
     Rec,
     gapped_partition,
     make_lsh,
+    one_partition,
     overlapping_partition,
     rec,
     three_segments,
@@ -185,9 +186,7 @@ def test_successive_reads_keep_the_segment_and_count_nothing_twice(
 def test_tailing_read_returns_an_empty_batch_then_new_records(
     tmp_path: pathlib.Path, store: ObjectStore
 ) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a", b"b", b"c"], flush=True)
+    lsh = one_partition(tmp_path, store, [b"a", b"b", b"c"])
     twins = Twins.of(lsh)
     twins.read(0, None, 100)
     idle = twins.cols.read_columns(3, None, 100)
@@ -201,9 +200,7 @@ def test_tailing_read_returns_an_empty_batch_then_new_records(
 def test_hole_at_the_tail_and_watermark_below_segments(
     tmp_path: pathlib.Path, store: ObjectStore
 ) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
-    lsh.append("t", 0, [b"a", b"b"], flush=True)
+    lsh = one_partition(tmp_path, store, [b"a", b"b"])
     lsh.set_high_watermark("t", 0, 10)
     assert Twins.of(lsh).read(0, None, 100).next_offset == 10
     lsh.set_high_watermark("t", 0, 0)
@@ -326,8 +323,7 @@ def test_undecodable_block_is_fetched_once_more_then_raised(
 
 
 def test_invalid_arguments_are_named(tmp_path: pathlib.Path, store: ObjectStore) -> None:
-    lsh = make_lsh(tmp_path, store)
-    lsh.create_topic("t", partitions=1)
+    lsh = one_partition(tmp_path, store)
     reader = Twins.of(lsh).cols
     with pytest.raises(ValueError, match="start_offset"):
         reader.read_columns(-1, None, 10)
