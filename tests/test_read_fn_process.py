@@ -155,9 +155,15 @@ def test_trailing_gap_is_claimed_so_the_checkpoint_skips_it(tmp_path: pathlib.Pa
     assert residual == PartitionRestriction.open_ended(9)
 
 
-def test_new_partitions_element_discovers_and_reads_partitions_created_later(
-    tmp_path: pathlib.Path,
-) -> None:
+def _partition_added_after_a_first_call(
+    tmp_path: pathlib.Path, values: list[str]
+) -> tuple[Harness, NewPartitionsDescriptor, Any, Any]:
+    """Topic ``t`` with one partition, watched by a NewPartitionsDescriptor whose first call
+    finds nothing new; then partition 1 is added holding ``values``.
+
+    Returns:
+        The harness, the element, its residual restriction and the watermark state.
+    """
     lsh = local_streamhouse(tmp_path)
     lsh.create_topic("t", 1)
     h = Harness(tmp_path, max_poll_records=50, partition_discovery_interval=0.01)
@@ -167,8 +173,15 @@ def test_new_partitions_element_discovers_and_reads_partitions_created_later(
     assert out == []
     restriction, _ = tracker.deferred_status()
     lsh.add_partitions("t", 2)
-    lsh.append("t", 1, ["n0", "n1"], flush=True)
-    time.sleep(0.02)
+    lsh.append("t", 1, values, flush=True)
+    time.sleep(0.02)  # past partition_discovery_interval
+    return h, element, restriction, wm
+
+
+def test_new_partitions_element_discovers_and_reads_partitions_created_later(
+    tmp_path: pathlib.Path,
+) -> None:
+    h, element, restriction, wm = _partition_added_after_a_first_call(tmp_path, ["n0", "n1"])
     out, tracker, _, _ = h.call(element, restriction, wm)
     assert [(o.value.partition, o.value.offset) for o in out] == [(1, 0), (1, 1)]
     restriction, _ = tracker.deferred_status()
@@ -230,16 +243,9 @@ def test_first_call_of_a_bundle_prefetches_the_other_partitions_first_segments(
 def test_new_partition_records_claimed_before_a_checkpoint_are_emitted_not_lost(
     tmp_path: pathlib.Path,
 ) -> None:
-    lsh = local_streamhouse(tmp_path)
-    lsh.create_topic("t", 1)
-    h = Harness(tmp_path, max_poll_records=50, partition_discovery_interval=0.01)
-    element = NewPartitionsDescriptor("t", 1)
-    restriction, wm = h.start(element)
-    _, tracker, _, _ = h.call(element, restriction, wm)
-    restriction, _ = tracker.deferred_status()
-    lsh.add_partitions("t", 2)
-    lsh.append("t", 1, ["n0", "n1", "n2", "n3"], flush=True)
-    time.sleep(0.02)
+    h, element, restriction, wm = _partition_added_after_a_first_call(
+        tmp_path, ["n0", "n1", "n2", "n3"]
+    )
     tracker = ThreadsafeRestrictionTracker(h.fn.create_tracker(restriction))
     estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(wm))
     view = CheckpointAfter(tracker, 2)
