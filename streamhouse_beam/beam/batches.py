@@ -41,11 +41,11 @@ from typing import Any, overload
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam import coders
-from apache_beam.coders import Coder
 from apache_beam.utils.timestamp import Timestamp
 
 from streamhouse_beam._accel import accelerator
 from streamhouse_beam.beam.claims import claim_prefix
+from streamhouse_beam.beam.coders import DeterministicCoder
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.segment.columns import (
     BATCH_SCHEMA,
@@ -254,7 +254,7 @@ def first_at_or_after(batch: pa.RecordBatch, timestamp_ms: int) -> int | None:
 _IPC_OVERHEAD = 1024
 
 
-class RecordBatchCoder(Coder):  # type: ignore[misc]
+class RecordBatchCoder(DeterministicCoder):
     """Deterministic coder of ``pyarrow.RecordBatch`` through the Arrow IPC stream format."""
 
     def encode(self, value: pa.RecordBatch) -> bytes:
@@ -285,17 +285,8 @@ class RecordBatchCoder(Coder):  # type: ignore[misc]
             raise ValueError(f"expected one RecordBatch in the IPC stream, got {len(batches)}")
         return batches[0]
 
-    def is_deterministic(self) -> bool:
-        return True
-
     def to_type_hint(self) -> Any:
         return pa.RecordBatch
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
 
 
 coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)

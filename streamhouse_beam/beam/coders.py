@@ -10,6 +10,8 @@
   decoder).
 * :class:`DeadLetterRecord` — what the dead-letter output carries: the record's position, its
   raw value bytes and the reason decoding failed.
+* :class:`DeterministicCoder` — the base of this package's coders (records, restrictions,
+  watermark state, Arrow batches).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from streamhouse_beam.records import StreamHouseRecord
 __all__ = [
     "DeadLetterRecord",
     "DeadLetterRecordCoder",
+    "DeterministicCoder",
     "StreamHouseRecordCoder",
     "StreamHouseRow",
     "StreamHouseTextRow",
@@ -67,6 +70,23 @@ class DeadLetterRecord(NamedTuple):
     reason: str
 
 
+class DeterministicCoder(Coder):  # type: ignore[misc]
+    """Base of this package's coders: deterministic, and equal to every coder of its type.
+
+    They take no arguments (at most they cache a helper coder), so any two of one type encode
+    alike; runners compare coders to share and fuse them.
+    """
+
+    def is_deterministic(self) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
 _VALUE_BYTES = 0
 _VALUE_STR = 1
 _VALUE_OTHER = 2
@@ -81,7 +101,7 @@ def _check_version(encoded_version: int, expected: int, what: str) -> None:
         )
 
 
-class StreamHouseRecordCoder(Coder):  # type: ignore[misc]
+class StreamHouseRecordCoder(DeterministicCoder):
     """Deterministic, versioned coder of :class:`StreamHouseRecord`.
 
     Layout: version byte (1); topic (var-int length + UTF-8); partition, offset and timestamp
@@ -145,20 +165,11 @@ class StreamHouseRecordCoder(Coder):  # type: ignore[misc]
             raise StreamHouseError(f"cannot decode a StreamHouseRecord: unknown value kind {kind}")
         return StreamHouseRecord(topic, partition, offset, timestamp, key, value)
 
-    def is_deterministic(self) -> bool:
-        return True
-
     def to_type_hint(self) -> type:
         return StreamHouseRecord
 
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
 
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-
-class DeadLetterRecordCoder(Coder):  # type: ignore[misc]
+class DeadLetterRecordCoder(DeterministicCoder):
     """Deterministic, versioned coder of :class:`DeadLetterRecord`."""
 
     VERSION = 1
@@ -181,17 +192,8 @@ class DeadLetterRecordCoder(Coder):  # type: ignore[misc]
         reason = stream.read_all(True).decode("utf-8")
         return DeadLetterRecord(topic, partition, offset, timestamp, key, raw, reason)
 
-    def is_deterministic(self) -> bool:
-        return True
-
     def to_type_hint(self) -> type:
         return DeadLetterRecord
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
 
 
 _U64 = struct.Struct(">Q")

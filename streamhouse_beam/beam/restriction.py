@@ -27,10 +27,10 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from apache_beam.coders import Coder
 from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 
+from streamhouse_beam.beam.coders import DeterministicCoder
 from streamhouse_beam.errors import StreamHouseError
 
 __all__ = [
@@ -276,7 +276,7 @@ class NewPartitionsTracker(RestrictionTracker):  # type: ignore[misc]
         return False
 
 
-class PartitionRestrictionCoder(Coder):  # type: ignore[misc]
+class PartitionRestrictionCoder(DeterministicCoder):
     """Deterministic, versioned encoding of both restriction types.
 
     Layout (big-endian): version ``u8`` (1), kind ``u8``; kind 0 (:class:`PartitionRestriction`):
@@ -325,12 +325,3 @@ class PartitionRestrictionCoder(Coder):  # type: ignore[misc]
         raise StreamHouseError(
             f"cannot decode a partition restriction: kind {kind} with {len(encoded)} bytes"
         )
-
-    def is_deterministic(self) -> bool:
-        return True
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import struct
 
-from apache_beam.coders import Coder
 from apache_beam.io.iobase import WatermarkEstimator
 from apache_beam.transforms.core import WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
 
+from streamhouse_beam.beam.coders import DeterministicCoder
 from streamhouse_beam.errors import StreamHouseError
 
 __all__ = [
@@ -98,7 +98,7 @@ class PartitionWatermarkEstimatorProvider(WatermarkEstimatorProvider):  # type: 
         return WatermarkStateCoder()
 
 
-class WatermarkStateCoder(Coder):  # type: ignore[misc]
+class WatermarkStateCoder(DeterministicCoder):
     """Deterministic, versioned encoding of the estimator state.
 
     Layout (big-endian): version ``u8`` (1), watermark ``i64`` microseconds.
@@ -118,12 +118,3 @@ class WatermarkStateCoder(Coder):  # type: ignore[misc]
                 f"{len(encoded)} bytes"
             )
         return Timestamp(micros=self._LAYOUT.unpack(encoded)[1])
-
-    def is_deterministic(self) -> bool:
-        return True
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
