@@ -673,20 +673,7 @@ class SegmentCache:
                 if entry.prefetched:
                     self._counts["wasted_prefetches"] += 1
                 evicted.append(entry)
-        return evicted
-        for key in list(self._entries):
-            if self._bytes <= self.max_bytes:
-                break
-            entry = self._entries[key]
-            if entry.pins:
-                continue
-            del self._entries[key]
-            self._unaccount(entry)
-            entry.detached = True
-            self._counts["evictions"] += 1
-            if entry.prefetched:
-                self._counts["wasted_prefetches"] += 1
-            evicted.append(entry)
+        # Only pinned entries are left: the budget holds again when they are released.
         return evicted
 
     # ----------------------------------------------------------------------------------
