@@ -61,5 +61,17 @@ def local_streamhouse(tmp: pathlib.Path, **kwargs: Any) -> LocalStreamHouse:
     return lsh
 
 
+def write_topic(
+    tmp: pathlib.Path, topic: str, partitions: list[list[Any]], **kwargs: Any
+) -> LocalStreamHouse:
+    """:func:`local_streamhouse` with ``topic`` created, partition ``p`` holding the records
+    ``partitions[p]`` (anything ``LocalStreamHouse.append`` takes) from offset 0, flushed."""
+    lsh = local_streamhouse(tmp, **kwargs)
+    lsh.create_topic(topic, len(partitions))
+    for partition, records in enumerate(partitions):
+        lsh.append(topic, partition, records, flush=True)
+    return lsh
+
+
 def urls(tmp: pathlib.Path) -> dict[str, str]:
     return {"metadata_url": f"sqlite:///{tmp}/metadata.db", "storage_url": f"file://{tmp}/segments"}

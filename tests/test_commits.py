@@ -6,7 +6,7 @@ import pathlib
 
 from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition
 from streamhouse_beam.metadata import open_metadata
-from tests.read_helpers import local_streamhouse, read_all, urls
+from tests.read_helpers import read_all, urls, write_topic
 
 
 def _committed(tmp: pathlib.Path, group: str, topic: str, partitions: int) -> list[int | None]:
@@ -17,10 +17,8 @@ def _committed(tmp: pathlib.Path, group: str, topic: str, partitions: int) -> li
 def test_bounded_read_commits_the_end_and_a_resume_reads_exactly_the_rest(
     tmp_path: pathlib.Path,
 ) -> None:
-    lsh = local_streamhouse(tmp_path, segment_max_records=4)
-    lsh.create_topic("c", 3)
-    for p in range(3):
-        lsh.append("c", p, [f"first-{p}-{i}" for i in range(10 + p)], flush=True)
+    first_records = [[f"first-{p}-{i}" for i in range(10 + p)] for p in range(3)]
+    lsh = write_topic(tmp_path, "c", first_records, segment_max_records=4)
     first = read_all(
         ReadFromStreamHouse(
             "c",
@@ -53,10 +51,9 @@ def test_bounded_read_commits_the_end_and_a_resume_reads_exactly_the_rest(
 def test_max_records_commits_what_was_emitted_and_resume_misses_nothing(
     tmp_path: pathlib.Path,
 ) -> None:
-    lsh = local_streamhouse(tmp_path, segment_max_records=4)
-    lsh.create_topic("c", 2)
-    for p in range(2):
-        lsh.append("c", p, [f"{p}-{i}" for i in range(12)], flush=True)
+    write_topic(
+        tmp_path, "c", [[f"{p}-{i}" for i in range(12)] for p in range(2)], segment_max_records=4
+    )
     head = read_all(
         ReadFromStreamHouse(
             "c",
@@ -82,9 +79,7 @@ def test_max_records_commits_what_was_emitted_and_resume_misses_nothing(
 
 
 def test_commits_never_move_a_group_backwards(tmp_path: pathlib.Path) -> None:
-    lsh = local_streamhouse(tmp_path)
-    lsh.create_topic("c", 1)
-    lsh.append("c", 0, [f"v{i}" for i in range(6)], flush=True)
+    lsh = write_topic(tmp_path, "c", [[f"v{i}" for i in range(6)]])
     lsh.commit("g", {("c", 0): 100})
     read_all(
         ReadFromStreamHouse(

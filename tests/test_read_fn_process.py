@@ -19,16 +19,14 @@ from streamhouse_beam.beam.descriptors import NewPartitionsDescriptor, Partition
 from streamhouse_beam.beam.restriction import PartitionRestriction
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.process_harness import CheckpointAfter, Finalizer, Harness
-from tests.read_helpers import local_streamhouse
+from tests.read_helpers import local_streamhouse, write_topic
 
 T0 = DEFAULT_CLOCK_START_MS
 
 
 @pytest.fixture()
 def topic(tmp_path: pathlib.Path) -> pathlib.Path:
-    lsh = local_streamhouse(tmp_path, segment_max_records=4)
-    lsh.create_topic("t", 1)
-    lsh.append("t", 0, [f"v{i}" for i in range(10)], flush=True)
+    write_topic(tmp_path, "t", [[f"v{i}" for i in range(10)]], segment_max_records=4)
     return tmp_path
 
 
@@ -222,10 +220,7 @@ def test_several_chunks_fill_one_poll(topic: pathlib.Path) -> None:
 def test_first_call_of_a_bundle_prefetches_the_other_partitions_first_segments(
     tmp_path: pathlib.Path,
 ) -> None:
-    lsh = local_streamhouse(tmp_path, segment_max_records=4)
-    lsh.create_topic("t", 3)
-    for p in range(3):
-        lsh.append("t", p, [f"v{i}" for i in range(6)], flush=True)
+    write_topic(tmp_path, "t", [[f"v{i}" for i in range(6)]] * 3, segment_max_records=4)
     h = Harness(tmp_path, max_poll_records=1, stop=StopPosition.latest(), prefetch_segments=0)
     elements = [
         PartitionDescriptor("t", p, StartPosition.earliest(), StopPosition.latest())
