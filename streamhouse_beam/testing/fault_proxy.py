@@ -87,6 +87,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from streamhouse_beam.testing._shared import check_faults
+
 __all__ = ["ALL_FAULTS", "BODY_FAULTS", "FAULTS", "FaultProxy"]
 
 #: The fault kinds drawn at random by default.
@@ -180,14 +182,7 @@ class FaultProxy:
         parsed = urllib.parse.urlsplit(upstream)
         if parsed.scheme != "http" or not parsed.hostname or parsed.port is None:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
-        if not 0.0 <= failure_rate <= 1.0:
-            raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate!r}")
-        fault_list = tuple(faults)
-        unknown = sorted(set(fault_list) - set(ALL_FAULTS))
-        if unknown or not fault_list:
-            raise ValueError(
-                f"faults must be a non-empty subset of {ALL_FAULTS}, got {fault_list!r}"
-            )
+        fault_list = check_faults(failure_rate, faults, ALL_FAULTS)
         if slow_seconds < 0:
             raise ValueError(f"slow_seconds must be >= 0, got {slow_seconds!r}")
         if max_connections < 1:

@@ -38,6 +38,7 @@ from streamhouse_beam.storage._retry import (
     call_with_retry,
 )
 from streamhouse_beam.storage.base import ObjectStore
+from streamhouse_beam.testing._shared import WrappedStore, check_faults
 
 __all__ = ["DATA_FAULTS", "FAULTS", "TRANSIENT_FAULTS", "FaultyStore"]
 
@@ -78,7 +79,7 @@ _PLANS: dict[int, _Plan] = {}
 _PLANS_LOCK = threading.Lock()
 
 
-class FaultyStore(ObjectStore):
+class FaultyStore(WrappedStore):
     """Wrap ``inner`` and inject faults into its reads.
 
     Args:
@@ -104,17 +105,10 @@ class FaultyStore(ObjectStore):
     ) -> None:
         if not isinstance(inner, ObjectStore):
             raise TypeError(f"inner must be an ObjectStore, got {type(inner).__name__}")
-        if not 0.0 <= failure_rate <= 1.0:
-            raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate!r}")
-        fault_list = tuple(faults)
-        unknown = sorted(set(fault_list) - set(FAULTS))
-        if unknown or not fault_list:
-            raise ValueError(f"faults must be a non-empty subset of {FAULTS}, got {fault_list!r}")
-        self.inner = inner
+        self.faults = check_faults(failure_rate, faults, FAULTS)
+        super().__init__(inner)
         self.failure_rate = float(failure_rate)
-        self.faults = fault_list
         self.retry_policy = retry_policy or RetryPolicy(attempts=8, base_delay=0.0, max_delay=0.0)
-        self.scheme = inner.scheme
         self._plan_id = next(_IDS)
         with _PLANS_LOCK:
             _PLANS[self._plan_id] = _Plan(rng=random.Random(seed))
@@ -130,10 +124,6 @@ class FaultyStore(ObjectStore):
                 # Unpickled in another process: start an empty plan of its own there.
                 plan = _PLANS[self._plan_id] = _Plan(rng=random.Random(self._plan_id))
             return plan
-
-    @property
-    def url(self) -> str:
-        return self.inner.url
 
     # ----------------------------------------------------------------------------------------
     # Scripting and counters
@@ -286,12 +276,3 @@ class FaultyStore(ObjectStore):
 
     def size(self, key: str, *, bucket: str | None = None) -> int:
         return self._meta(key, bucket, lambda: self.inner.size(key, bucket=bucket))
-
-    def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
-        self.inner.put(key, data, bucket=bucket)
-
-    def delete(self, key: str, *, bucket: str | None = None) -> None:
-        self.inner.delete(key, bucket=bucket)
-
-    def close(self) -> None:
-        self.inner.close()

@@ -14,11 +14,12 @@ import time
 from typing import Any
 
 from streamhouse_beam.storage.base import ObjectStore
+from streamhouse_beam.testing._shared import WrappedStore
 
 __all__ = ["LatencyStore"]
 
 
-class LatencyStore(ObjectStore):
+class LatencyStore(WrappedStore):
     """Delay every read of ``inner`` by a round trip (and optionally a transfer time).
 
     Args:
@@ -34,10 +35,9 @@ class LatencyStore(ObjectStore):
             raise ValueError(f"latency must be >= 0 seconds, got {latency!r}")
         if bandwidth is not None and bandwidth <= 0:
             raise ValueError(f"bandwidth must be > 0 bytes/s, got {bandwidth!r}")
-        self.inner = inner
+        super().__init__(inner)
         self.latency = float(latency)
         self.bandwidth = bandwidth
-        self.scheme = inner.scheme
         self._lock = threading.Lock()
         self.calls: dict[str, int] = {}
         self.bytes_read = 0
@@ -53,10 +53,6 @@ class LatencyStore(ObjectStore):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return self.inner.url
 
     def _delay(self, op: str, size: int) -> None:
         with self._lock:
@@ -85,12 +81,3 @@ class LatencyStore(ObjectStore):
         value = self.inner.size(key, bucket=bucket)
         self._delay("size", 0)
         return value
-
-    def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
-        self.inner.put(key, data, bucket=bucket)
-
-    def delete(self, key: str, *, bucket: str | None = None) -> None:
-        self.inner.delete(key, bucket=bucket)
-
-    def close(self) -> None:
-        self.inner.close()
