@@ -7,17 +7,8 @@ from typing import Any
 import pytest
 from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
 
-from streamhouse_beam.beam.claims import claim_prefix
+from streamhouse_beam.beam.claims import claim_each, claim_prefix
 from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
-
-
-def _per_record(records: list[tuple[int]], tracker: Any) -> int:
-    take = 0
-    for rec in records:
-        if not tracker.try_claim(rec[0]):
-            break
-        take += 1
-    return take
 
 
 class _Opaque:
@@ -32,10 +23,10 @@ class _Opaque:
 
 @pytest.mark.parametrize("stop", [6, 7, 8, 9, 10, 30, 100])
 @pytest.mark.parametrize("wrap", ["bare", "view", "opaque"])
-def test_claim_prefix_matches_per_record_claims(stop: int, wrap: str) -> None:
+def test_claim_prefix_matchesclaim_each_claims(stop: int, wrap: str) -> None:
     records = [(o,) for o in (6, 7, 9, 12, 20)]
     results = []
-    for claim in (claim_prefix, _per_record):
+    for claim in (claim_prefix, claim_each):
         tracker = PartitionRestrictionTracker(PartitionRestriction(5, stop))
         assert tracker.try_claim(5)
         wrapped: Any = tracker

@@ -32,7 +32,7 @@ from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRest
 
 from streamhouse_beam.beam.restriction import NewPartitionsTracker, PartitionRestrictionTracker
 
-__all__ = ["NewPartitionOffsets", "claim_prefix"]
+__all__ = ["NewPartitionOffsets", "claim_each", "claim_prefix"]
 
 
 def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
@@ -55,12 +55,7 @@ def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
     inner = getattr(tracker, "_threadsafe_restriction_tracker", None)
     lock = getattr(inner, "_lock", None)
     if lock is None and not isinstance(tracker, PartitionRestrictionTracker):
-        take = 0
-        for rec in records:
-            if not tracker.try_claim(rec[0]):
-                break
-            take += 1
-        return take
+        return claim_each(records, tracker)
     with lock if lock is not None else contextlib.nullcontext():
         stop = tracker.current_restriction().stop
         take = len(records)
@@ -70,6 +65,20 @@ def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
             take = 0  # only a checkpoint taken before this call gets here: nothing is ours
         elif take < len(records):
             tracker.try_claim(records[take][0])
+    return take
+
+
+def claim_each(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
+    """Claim ``records`` one offset at a time until a claim is refused; return how many.
+
+    The definition the chunk claims are measured against, and their fallback for trackers
+    whose wrapper logic they cannot see through.
+    """
+    take = 0
+    for rec in records:
+        if not tracker.try_claim(rec[0]):
+            break
+        take += 1
     return take
 
 
@@ -103,12 +112,7 @@ class NewPartitionOffsets:
             return 0
         if self._chunked:
             return len(records) if self.try_claim(records[-1][0]) else 0
-        take = 0
-        for i in range(len(records)):
-            if not self.try_claim(records[i][0]):
-                break
-            take += 1
-        return take
+        return claim_each(records, self)
 
 
 def _is_new_partitions_tracker(tracker: Any) -> bool:
