@@ -102,18 +102,19 @@ def run_pipeline(build: Callable[[beam.Pipeline], Any]) -> tuple[float, int]:
     return seconds, count
 
 
+def _read(ds: Dataset, max_poll_records: int, output: str) -> beam.PTransform:
+    return ReadFromStreamHouse(
+        TOPIC,
+        **ds.urls(),  # type: ignore[arg-type]
+        stop=StopPosition.latest(),
+        max_poll_records=max_poll_records,
+        output=output,
+    )
+
+
 def streamhouse_count(ds: Dataset, max_poll_records: int) -> Callable[[beam.Pipeline], Any]:
     def build(p: beam.Pipeline) -> Any:
-        return (
-            p
-            | ReadFromStreamHouse(
-                TOPIC,
-                **ds.urls(),  # type: ignore[arg-type]
-                stop=StopPosition.latest(),
-                max_poll_records=max_poll_records,
-            )
-            | beam.combiners.Count.Globally()
-        )
+        return p | _read(ds, max_poll_records, "records") | beam.combiners.Count.Globally()
 
     return build
 
@@ -122,13 +123,7 @@ def batches_rows(ds: Dataset, max_poll_records: int) -> Callable[[beam.Pipeline]
     def build(p: beam.Pipeline) -> Any:
         return (
             p
-            | ReadFromStreamHouse(
-                TOPIC,
-                **ds.urls(),  # type: ignore[arg-type]
-                stop=StopPosition.latest(),
-                max_poll_records=max_poll_records,
-                output="batches",
-            )
+            | _read(ds, max_poll_records, "batches")
             | beam.Map(lambda batch: batch.num_rows)
             | beam.CombineGlobally(sum)
         )
