@@ -67,12 +67,33 @@ class FlinkJobServer:
         beam_version: the Beam (Java) release it comes from, e.g. ``"2.62.0"``.
         kind: ``"shaded"`` (Beam's published job-server jar), ``"assembled"`` (a launcher jar
             over the unshaded runner and its dependencies) or ``"given"`` (a user's jar).
+        patch_jar: the jar of runner fixes ``.ci/fetch-runners`` compiled from Beam's released
+            sources and ``.ci/patches/`` (see docs/flink.md), ahead of Beam's own classes on
+            every classpath; None when the job server is unpatched.
+        patches: the fingerprint of the patches applied ("" when none).
     """
 
     jar: pathlib.Path
     flink_version: str
     beam_version: str
     kind: str
+    patch_jar: pathlib.Path | None = None
+    patches: str = ""
+
+    def classpath(self) -> list[str]:
+        """The Java classpath of the job server, patches first, for starting Flink JVMs.
+
+        A Flink JobManager or TaskManager started with it runs the same (patched) Beam runner
+        classes as the job server: for the assembled job server that is the patch jar and the
+        ``lib/`` directory beside the launcher jar; for a shaded or given jar, the jar itself.
+        """
+        entries = [str(self.patch_jar)] if self.patch_jar is not None else []
+        lib = self.jar.parent / "lib"
+        if self.kind == "assembled" and lib.is_dir():
+            entries.append(str(lib / "*"))
+        else:
+            entries.append(str(self.jar))
+        return entries
 
 
 def _read_env_file(path: pathlib.Path) -> dict[str, str]:
@@ -100,11 +121,19 @@ def flink_job_server() -> FlinkJobServer:
             f"{env_path} names the Flink job server {str(jar)!r}, which does not exist; "
             f"{_FETCH_HINT}"
         )
+    patch_jar = pathlib.Path(values["patch_jar"]) if values.get("patch_jar") else None
+    if patch_jar is not None and not patch_jar.is_file():
+        raise RunnerNotInstalledError(
+            f"{env_path} names the runner patch jar {str(patch_jar)!r}, which does not exist; "
+            f"{_FETCH_HINT}"
+        )
     return FlinkJobServer(
         jar=jar,
         flink_version=values.get("flink_version", ""),
         beam_version=values.get("beam_version", ""),
         kind=values.get("kind", ""),
+        patch_jar=patch_jar,
+        patches=values.get("patches", ""),
     )
 
 
