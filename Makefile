@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps runners demo test test-fast bench lint clean
+.PHONY: venv system-deps runners demo test test-fast bench soak lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ test-fast: venv
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# A tailing read on Flink for SOAK_MINUTES (8 partitions, a trickle of appends): the latest
+# checkpoint must keep its size, the output and the commits must be exact (docs/flink.md).
+SOAK_MINUTES ?= 30
+soak: venv runners
+	$(PY) integration/soak_flink_state.py --minutes $(SOAK_MINUTES) \
+		--report docs/results/flink-soak.md --json docs/results/flink-soak.json
 
 lint: venv
 	$(VENV)/bin/ruff check streamhouse_beam tests integration benchmarks examples
