@@ -4,6 +4,10 @@
   StreamHouse lays them out (metadata rows + segment objects).
 - :class:`~streamhouse_beam.testing.postgres.PostgresServer` runs a throw-away PostgreSQL
   from the distribution's binaries (initdb + pg_ctl) on a free loopback port.
+- :class:`~streamhouse_beam.testing.flink_cluster.FlinkSessionCluster` runs a Flink session
+  cluster (a JobManager and TaskManagers, separate JVMs) on 127.0.0.1, and
+  :class:`~streamhouse_beam.testing.flink_cluster.SdkWorkerPool` the SDK worker processes its
+  jobs use (``--environment_type=EXTERNAL``).
 - :mod:`~streamhouse_beam.testing.schema` holds StreamHouse's metadata DDL.
 
 Runtime code never imports this package.
@@ -13,9 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["LocalStreamHouse", "PostgresServer"]
+__all__ = ["FlinkSessionCluster", "LocalStreamHouse", "PostgresServer", "SdkWorkerPool"]
 
 if TYPE_CHECKING:
+    from streamhouse_beam.testing.flink_cluster import FlinkSessionCluster, SdkWorkerPool
     from streamhouse_beam.testing.local import LocalStreamHouse
     from streamhouse_beam.testing.postgres import PostgresServer
 
@@ -30,4 +35,8 @@ def __getattr__(name: str) -> Any:
         from streamhouse_beam.testing.postgres import PostgresServer
 
         return PostgresServer
+    if name in ("FlinkSessionCluster", "SdkWorkerPool"):
+        from streamhouse_beam.testing import flink_cluster
+
+        return getattr(flink_cluster, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
