@@ -112,8 +112,36 @@ class FlinkRest:
         }
         return checkpoint_id, int(latest["state_size"]), operators
 
+    def restored_from(self, job: str) -> str | None:
+        """The checkpoint or savepoint path ``job`` was restored from (None: a fresh start)."""
+        restored = _get(f"{self.base}/jobs/{job}/checkpoints")["latest"].get("restored")
+        return None if not restored else str(restored.get("external_path"))
 
-def _write_flink_conf(conf_dir: pathlib.Path, rest_port: int) -> None:
+    def stop_with_savepoint(self, job: str, target: pathlib.Path, timeout: float = 120) -> str:
+        """Stop ``job`` with a savepoint under ``target``; return the savepoint's path."""
+        body = json.dumps({"targetDirectory": f"file://{target}", "drain": False}).encode()
+        request = urllib.request.Request(
+            f"{self.base}/jobs/{job}/stop",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            trigger = json.load(response)["request-id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = _get(f"{self.base}/jobs/{job}/savepoints/{trigger}")
+            if status["status"]["id"] == "COMPLETED":
+                operation = status["operation"]
+                if "location" not in operation:
+                    raise RuntimeError(f"the savepoint of job {job} failed: {operation}")
+                return str(operation["location"])
+            time.sleep(0.5)
+        raise RuntimeError(f"no savepoint of job {job} within {timeout:.0f} s")
+
+
+def write_flink_conf(conf_dir: pathlib.Path, rest_port: int, *extra: str) -> None:
+    """A ``flink-conf.yaml`` for the embedded Flink: REST on ``rest_port``, all on 127.0.0.1."""
     conf_dir.mkdir(parents=True, exist_ok=True)
     (conf_dir / "flink-conf.yaml").write_text(
         "\n".join(
@@ -127,6 +155,7 @@ def _write_flink_conf(conf_dir: pathlib.Path, rest_port: int) -> None:
                 "taskmanager.host: 127.0.0.1",
                 # Keep every completed checkpoint's size visible and none of them on disk long.
                 "state.checkpoints.num-retained: 1",
+                *extra,
                 "",
             ]
         ),
@@ -153,7 +182,7 @@ def run_soak(
     """Run the soak for ``minutes`` and return its summary (see the module docstring)."""
     rest_port = free_port()
     conf_dir = workdir / "flink-conf"
-    _write_flink_conf(conf_dir, rest_port)
+    write_flink_conf(conf_dir, rest_port)
     # The job server (a child of this process) and its embedded Flink read FLINK_CONF_DIR.
     os.environ["FLINK_CONF_DIR"] = str(conf_dir)
     server = runners.flink_job_server()
@@ -242,18 +271,19 @@ def run_soak(
         store = house.metadata()
         while time.monotonic() < deadline:
             committed = {p_: store.committed_offset(GROUP, TOPIC, p_) for p_ in range(partitions)}
-            collected = _collected(out)
+            collected = read_offsets(out)
             if committed == ends and collected >= appended:
                 break
             time.sleep(1)
     finally:
         result.cancel()
     committed = {p_: store.committed_offset(GROUP, TOPIC, p_) for p_ in range(partitions)}
-    collected = _collected(out)
+    collected = read_offsets(out)
     return _summary(samples, appended, collected, committed, ends, minutes, server)
 
 
-def _collected(path: pathlib.Path) -> set[tuple[int, int]]:
+def read_offsets(path: pathlib.Path) -> set[tuple[int, int]]:
+    """The (partition, offset) pairs :class:`AppendOffsets` wrote, deduplicated."""
     if not path.exists():
         return set()
     rows = set()

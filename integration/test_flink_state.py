@@ -13,12 +13,20 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 import zipfile
+from collections import Counter
 
+import apache_beam as beam
 import pytest
-from _runners_support import REPO_ROOT, ensure_runners
+from _runners_support import REPO_ROOT, ensure_runners, wait_for
+from apache_beam.options.pipeline_options import PipelineOptions
+from soak_flink_state import AppendOffsets, FlinkRest, read_offsets, write_flink_conf
 
+from streamhouse_beam.beam import ReadFromStreamHouse
 from streamhouse_beam.testing import runners
+from streamhouse_beam.testing.local import LocalStreamHouse
+from streamhouse_beam.testing.servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.runner]
 
@@ -83,3 +91,112 @@ def test_a_tailing_read_keeps_its_flink_checkpoint_size(tmp_path: pathlib.Path) 
     )
     assert summary["commits_at_end"], f"committed {summary['committed']}, ends {summary['ends']}"
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def _unpatched_launcher(server: runners.FlinkJobServer, where: pathlib.Path) -> pathlib.Path:
+    """A launcher jar for the same job server without the patch jar: Beam 2.62.0 as released."""
+    where.mkdir()
+    (where / "lib").symlink_to(server.jar.parent / "lib")
+    jars = sorted(f"lib/{jar.name}" for jar in (where / "lib").glob("*.jar"))
+
+    def wrap(line: str) -> str:  # manifest lines: 72 bytes, continued after one space
+        parts = [line[:72]] + [" " + line[i : i + 71] for i in range(72, len(line), 71)]
+        return "\r\n".join(parts) + "\r\n"
+
+    manifest = (
+        wrap("Manifest-Version: 1.0")
+        + wrap("Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver")
+        + wrap("Class-Path: " + " ".join(jars))
+    )
+    launcher = where / "job-server.jar"
+    with zipfile.ZipFile(launcher, "w") as jar:
+        jar.writestr("META-INF/MANIFEST.MF", manifest)
+    return launcher
+
+
+def test_a_savepoint_of_the_unpatched_runner_resumes_on_the_patched_one(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Users upgrading a running job: the unpatched runner kept each pending residual in a state
+    # of its own; the patched runner must find them, or every partition would stop reading.
+    server = runners.flink_job_server()
+    if server.kind != "assembled" or server.patch_jar is None:
+        pytest.skip("needs the patched, assembled job server from .ci/fetch-runners")
+    rest_port = free_port()
+    conf = tmp_path / "flink-conf"
+    write_flink_conf(conf, rest_port)
+    monkeypatch.setenv("FLINK_CONF_DIR", str(conf))
+    metadata_url, storage_url = f"sqlite:///{tmp_path}/metadata.db", f"file://{tmp_path}/segments"
+    house = LocalStreamHouse(metadata_url, storage_url, segment_max_records=10)
+    house.create_schema()
+    house.create_topic("upgrade", 4)
+    appended: set[tuple[int, int]] = set()
+
+    def append() -> None:
+        for partition in range(4):
+            start = house.next_offset("upgrade", partition)
+            values = [(None, f"{partition}/{o}") for o in range(start, start + 10)]
+            offsets = house.append("upgrade", partition, values, flush=True)
+            appended.update((partition, o) for o in offsets)
+
+    out = tmp_path / "out.txt"
+
+    def run(launcher: pathlib.Path) -> beam.runners.runner.PipelineResult:
+        args = runners.flink_pipeline_args(
+            streaming=True,
+            checkpointing_interval_ms=1000,
+            parallelism=1,
+            extra=[
+                f"--flink_job_server_jar={launcher}",
+                "--state_backend=filesystem",
+                f"--state_backend_storage_path=file://{tmp_path}/checkpoints",
+            ],
+        )
+        p = beam.Pipeline(options=PipelineOptions(args))
+        _ = (
+            p
+            | ReadFromStreamHouse(
+                "upgrade",
+                metadata_url=metadata_url,
+                storage_url=storage_url,
+                organization_id=house.organization_id,
+                commit_offsets_group="upgrade-group",
+            )
+            | beam.ParDo(AppendOffsets(str(out)))
+        )
+        return p.run()
+
+    rest = FlinkRest(rest_port)
+
+    def running_job() -> str:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            job = rest.running_job()
+            if job is not None:
+                return job
+            time.sleep(1)
+        pytest.fail(f"no running Flink job on 127.0.0.1:{rest_port} after 180 s")
+
+    append()
+    first = run(_unpatched_launcher(server, tmp_path / "unpatched"))
+    job = running_job()
+    wait_for(lambda: read_offsets(out) >= appended, timeout=180, what="the first 40 records")
+    savepoint = rest.stop_with_savepoint(job, tmp_path / "savepoints")
+    first.wait_until_finish(duration=60_000)
+    append()
+    # --savepoint_path applies to a remote --flink_master only; the embedded Flink restores
+    # from execution.savepoint.path in its flink-conf.yaml.
+    write_flink_conf(conf, rest_port, f"execution.savepoint.path: {savepoint}")
+    second = run(server.jar)
+    try:
+        job = running_job()
+        assert rest.restored_from(job) == savepoint
+        wait_for(lambda: read_offsets(out) >= appended, timeout=180, what="all 80 records")
+        time.sleep(2)
+    finally:
+        second.cancel()
+    lines = out.read_text(encoding="utf-8").split()
+    pairs = Counter(zip(lines[::2], lines[1::2], strict=True))
+    assert read_offsets(out) == appended
+    # The restored job resumed where the savepoint stood: nothing of the first 40 read twice.
+    assert [pair for pair, n in pairs.items() if n > 1 and int(pair[1]) < 10] == []
