@@ -19,7 +19,13 @@ from collections import Counter
 
 import apache_beam as beam
 import pytest
-from _runners_support import REPO_ROOT, ensure_runners, wait_for
+from _runners_support import (
+    REPO_ROOT,
+    CountUpTo,
+    ensure_runners,
+    toy_sdf_expected,
+    wait_for,
+)
 from apache_beam.options.pipeline_options import PipelineOptions
 from soak_flink_state import AppendOffsets, FlinkRest, read_offsets, write_flink_conf
 
@@ -63,6 +69,18 @@ def test_the_job_server_runs_the_patched_runner_classes_first() -> None:
     class_path = next(line for line in manifest.splitlines() if line.startswith("Class-Path:"))
     assert class_path.split()[1] == "patches/runner-fixes.jar"
     assert server.classpath()[0] == str(server.patch_jar)
+
+
+def test_batch_mode_replays_every_residual_through_the_patched_stage_function() -> None:
+    # Batch Flink keeps residuals in memory (FlinkExecutableStageFunction) and replays them
+    # until none is left; the patch changed where they are kept, so every offset must still
+    # come exactly once.
+    from apache_beam.testing.util import assert_that, equal_to
+
+    sizes = [5, 8, 13]
+    with beam.Pipeline(options=PipelineOptions(runners.flink_pipeline_args())) as p:
+        out = p | beam.Create(sizes) | beam.ParDo(CountUpTo(defer_every=2))
+        assert_that(out, equal_to(toy_sdf_expected(sizes)))
 
 
 def test_a_tailing_read_keeps_its_flink_checkpoint_size(tmp_path: pathlib.Path) -> None:
