@@ -8,6 +8,9 @@ own job server JVM, so each test takes 10-20 s.
 from __future__ import annotations
 
 import pathlib
+import socket
+import subprocess
+from collections.abc import Iterator
 
 import apache_beam as beam
 import pytest
@@ -23,11 +26,14 @@ from _runners_support import (
     run_streaming_read,
     run_toy_sdf,
     toy_sdf_expected,
+    wait_for,
     wait_for_collected,
     wait_for_commits,
 )
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms import window
 
+from streamhouse_beam import StopPosition, UnsupportedOnRunnerError
 from streamhouse_beam.beam import ReadFromStreamHouse
 from streamhouse_beam.testing import runners
 
@@ -131,3 +137,121 @@ def test_cli_read_runs_on_flink(tmp_path: pathlib.Path) -> None:
         ],
     )
     assert counters["records_read"] == len(topic.expected)
+
+
+def test_flink_batch_refuses_offset_commits_before_the_job_runs(tmp_path: pathlib.Path) -> None:
+    # Run, Flink would fail the job with "Portable Flink runner doesn't support bundle
+    # finalization in batch mode"; the read refuses it when applied, so no job server starts.
+    topic = Topic(tmp_path, partitions=2, records_per_partition=6)
+    p = beam.Pipeline(options=PipelineOptions(runners.flink_pipeline_args()))
+    with pytest.raises(UnsupportedOnRunnerError, match="--streaming --checkpointing_interval"):
+        _ = p | ReadFromStreamHouse(
+            topic.name, **topic.read_kwargs(stop=StopPosition.latest(), commit_offsets_group="g")
+        )
+    assert topic.committed("g") == {0: None, 1: None}
+
+
+@pytest.fixture()
+def flink_job_endpoint(tmp_path: pathlib.Path) -> Iterator[str]:
+    """A Flink job server (the cached jar, embedded Flink) for PortableRunner, stopped by PID."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (tmp_path / "job-server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            "java",
+            runners.FLINK_JAVA17_OPENS,
+            "-jar",
+            str(runners.flink_job_server().jar),
+            "--flink-master=[local]",
+            f"--job-port={port}",
+            "--artifact-port=0",
+            "--expansion-port=0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def accepting() -> bool:
+            if server.poll() is not None:
+                pytest.fail(f"the Flink job server exited with {server.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), 1):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(accepting, timeout=120, what="the Flink job server's port")
+        yield f"localhost:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def test_portable_runner_on_a_flink_job_server_refuses_batch_offset_commits(
+    tmp_path: pathlib.Path, flink_job_endpoint: str
+) -> None:
+    topic = Topic(tmp_path, partitions=2, records_per_partition=6)
+    read = topic.read_kwargs(stop=StopPosition.latest(), commit_offsets_group="g")
+    args = runners.portable_pipeline_args(flink_job_endpoint)
+    p = beam.Pipeline(options=PipelineOptions(args))
+    with pytest.raises(UnsupportedOnRunnerError, match="on Flink in batch mode"):
+        _ = p | ReadFromStreamHouse(topic.name, **read)
+    # Streaming mode is accepted: Flink finalizes bundles there (when checkpoints complete).
+    p = beam.Pipeline(options=PipelineOptions([*args, "--streaming"]))
+    _ = p | ReadFromStreamHouse(topic.name, **read)
+
+
+def _written_lines(prefix: pathlib.Path) -> list[str]:
+    return [
+        line
+        for path in sorted(prefix.parent.glob(prefix.name + "*"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def test_flink_streaming_writes_a_bounded_read_with_write_to_text(tmp_path: pathlib.Path) -> None:
+    # The reported failure: under Java 17 Flink's Kryo copy needs java.util opened, which
+    # flink_pipeline_args passes to the job server (docs/flink.md).
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    prefix = tmp_path / "out" / "records"
+    with beam.Pipeline(options=PipelineOptions(runners.flink_pipeline_args(streaming=True))) as p:
+        _ = (
+            p
+            | ReadFromStreamHouse(topic.name, **topic.read_kwargs(stop=StopPosition.latest()))
+            | beam.Map(lambda r: f"{r.partition}/{r.offset}/{r.value.decode()}")
+            | beam.io.WriteToText(str(prefix), file_name_suffix=".txt")
+        )
+    expected = [
+        f"{partition}/{offset}/{value}" for _, partition, offset, _, value, _ in topic.expected
+    ]
+    assert sorted(_written_lines(prefix)) == sorted(expected)
+
+
+def test_flink_streaming_writes_a_windowed_tailing_read_one_file_per_window(
+    tmp_path: pathlib.Path,
+) -> None:
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    prefix = tmp_path / "out" / "records"
+    total = len(topic.expected)
+    with beam.Pipeline(options=PipelineOptions(runners.flink_pipeline_args(streaming=True))) as p:
+        _ = (
+            p
+            | ReadFromStreamHouse(topic.name, **topic.read_kwargs(max_records=total))
+            | beam.Map(lambda r: f"{r.partition}/{r.offset}/{r.timestamp}")
+            | beam.WindowInto(window.FixedWindows(60))
+            | beam.io.WriteToText(str(prefix), file_name_suffix=".txt", num_shards=1)
+        )
+    files = sorted(prefix.parent.glob(prefix.name + "*"))
+    # LocalStreamHouse stamps records 1 ms apart from one start: they all fall in one window.
+    assert len(files) == 1, files
+    assert "00000-of-00001" in files[0].name
+    expected = [f"{partition}/{offset}/{ts}" for _, partition, offset, _, _, ts in topic.expected]
+    assert sorted(_written_lines(prefix)) == sorted(expected)

@@ -9,8 +9,9 @@ The pipeline runs on FnApiRunner (in this process, one worker) unless a ``--runn
 the extra arguments, which are passed to Beam as pipeline options. On the in-process runner the
 lines are appended to ``--output`` as records arrive (a tailing read without ``--stop`` or
 ``--max-records`` runs until interrupted) and progress is printed on stderr; other runners write
-``--output`` with ``WriteToText`` (one shard). ``--metrics-out`` writes the ``streamhouse``
-counters of the finished pipeline as one JSON object.
+``--output`` with ``WriteToText`` (one shard), which needs ``--stop`` and, on Flink, batch
+mode. ``--metrics-out`` writes the ``streamhouse`` counters of the finished pipeline as one
+JSON object.
 """
 
 from __future__ import annotations
@@ -155,6 +156,30 @@ def _counters(result: Any) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
+def _check_single_file_write(pipeline: Any, stop: Any, runner_name: str) -> None:
+    """Refuse what Beam's one-file ``WriteToText`` cannot do on ``runner_name``.
+
+    Raises:
+        ValueError: a tailing read (Beam writes an unbounded input only in windows, to many
+            files), or streaming mode on Flink (where Beam's one-shard write of a bounded
+            input fails: docs/flink.md, "WriteToText and other sinks in streaming mode").
+    """
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from streamhouse_beam.beam.runner_checks import is_flink
+
+    if stop is None:
+        raise ValueError(
+            f"--runner {runner_name} writes --output with Beam's WriteToText, which needs a "
+            "bounded read: give --stop (latest, offset:N or timestamp:MS)"
+        )
+    if pipeline.options.view_as(StandardOptions).streaming and is_flink(pipeline):
+        raise ValueError(
+            "--streaming on Flink: Beam's one-file WriteToText fails there for a bounded read "
+            "(see docs/flink.md); drop --streaming, a read with --stop runs in batch mode"
+        )
+
+
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -183,6 +208,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     else:
         pipeline = beam.Pipeline(options=options)
+        _check_single_file_write(pipeline, stop, runner_name)
     if stop is None and args.max_records is None and not args.quiet:
         print(
             "streamhouse-beam read: no --stop or --max-records: tailing until interrupted",

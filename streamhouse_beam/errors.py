@@ -23,7 +23,8 @@ Callers catch the most specific class they can act on; everything derives from
     │   └── InconsistentMetadataError     rows that contradict each other or their segment object
     ├── DataLossError                     offsets that cannot be read any more (topic, partition, offset range)
     ├── DecodeError                       a record value the chosen decoder cannot decode (topic, partition, offset, raw bytes)
-    └── SchemaRegistryError               a schema id the registry cannot provide
+    ├── SchemaRegistryError               a schema id the registry cannot provide
+    └── UnsupportedOnRunnerError          a read option the pipeline's runner cannot honour (refused when the pipeline is built)
 
 Third-party exceptions (botocore, google-api-core, psycopg, sqlite3, lz4) are mapped to these
 at the boundary where they occur with ``raise ... from exc``, so the cause stays attached.
@@ -56,6 +57,7 @@ __all__ = [
     "TransientStorageError",
     "TruncatedSegmentError",
     "UnsafeKeyError",
+    "UnsupportedOnRunnerError",
     "UnsupportedSegmentError",
     "redact",
 ]
@@ -273,3 +275,17 @@ class DecodeError(StreamHouseError):
 
 class SchemaRegistryError(StreamHouseError):
     """The schema registry could not provide a schema (unknown id, unreachable, bad answer)."""
+
+
+class UnsupportedOnRunnerError(StreamHouseError):
+    """A read option the pipeline's runner cannot honour, refused when the pipeline is built.
+
+    Attributes:
+        option: the read argument, e.g. ``"commit_offsets_group"``.
+        runner: the runner as the message names it, e.g. ``"Flink (batch mode)"``.
+    """
+
+    def __init__(self, message: str, *, option: str = "", runner: str = "") -> None:
+        super().__init__(message)
+        self.option = option
+        self.runner = runner

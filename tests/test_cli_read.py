@@ -110,3 +110,23 @@ def test_bad_positions_and_topics_are_one_line_errors(
     assert "--start 'yesterday'" in capsys.readouterr().err
     assert main(_args(store, "--topic", "t", "--stop", "offset:x")) == 1
     assert "--stop" in capsys.readouterr().err
+
+
+def test_read_on_a_file_writing_runner_needs_a_stop(
+    store: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Beam's WriteToText writes an unbounded (tailing) read only in windows: refused up front.
+    assert main(_args(store, "--topic", "t", "--runner=PrismRunner")) == 1
+    assert "needs a bounded read: give --stop" in capsys.readouterr().err
+
+
+def test_read_in_streaming_mode_on_flink_is_refused_before_it_runs(
+    store: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Beam's one-shard WriteToText of a bounded input fails on Flink in streaming mode
+    # (docs/flink.md); FlinkRunner starts no job server until the pipeline runs.
+    args = _args(store, "--topic", "t", "--stop", "latest", "--runner=FlinkRunner", "--streaming")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "--streaming on Flink" in err
+    assert "drop --streaming" in err

@@ -12,6 +12,8 @@ Pipeline shape::
 assignment, a file).
 
 Every argument is validated when the transform is built; errors name the argument and value.
+Options the pipeline's runner cannot honour are refused when the transform is applied
+(:mod:`streamhouse_beam.beam.runner_checks`: ``commit_offsets_group`` on Flink in batch mode).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from streamhouse_beam.beam.read_fn import (
     ReadPartitionsFn,
     TailPartitionsFn,
 )
+from streamhouse_beam.beam.runner_checks import check_offset_commits
 from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
 from streamhouse_beam.decoders import make_decoder
 from streamhouse_beam.errors import redact
@@ -303,7 +306,10 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         value_decoder: ``None``/"bytes", "utf-8", "json", an ``AvroDecoder``, a
             ``SchemaRegistryDecoder`` or a callable ``f(bytes) -> object``.
         commit_offsets_group: after each bundle is durably committed, commit the next offset to
-            read per partition to this consumer group (never moving it backwards).
+            read per partition to this consumer group (never moving it backwards). On Flink
+            that happens when a checkpoint completes: it needs ``--streaming`` and
+            ``--checkpointing_interval``, and a bounded read in batch mode is refused with
+            :class:`~streamhouse_beam.errors.UnsupportedOnRunnerError` when applied.
         output: ``"records"`` (:class:`StreamHouseRecord`, the default), ``"rows"`` (Beam schema
             rows for SQL and YAML) or ``"kv"`` (``(key, value)`` tuples, like ``ReadFromKafka``
             without metadata) or ``"batches"`` (one ``pyarrow.RecordBatch`` of up to
@@ -401,6 +407,12 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         )
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
+        check_offset_commits(
+            pbegin.pipeline,
+            group=self.config.commit_offsets_group,
+            bounded=self.stop is not None,
+            where=type(self).__name__,
+        )
         config = _fresh_run(self.config)
         topics = pbegin | "Topics" >> beam.Create(self.topics, reshuffle=False)
         descriptors = topics | "DiscoverPartitions" >> beam.ParDo(
@@ -477,6 +489,12 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         )
 
     def expand(self, pcoll: beam.pvalue.PCollection) -> Any:
+        check_offset_commits(
+            pcoll.pipeline,
+            group=self.config.commit_offsets_group,
+            bounded=self.stop is not None and pcoll.is_bounded,
+            where=type(self).__name__,
+        )
         start, stop = self.start, self.stop
         descriptors = pcoll | "ToDescriptors" >> beam.Map(
             lambda element: as_descriptor(element, start, stop)

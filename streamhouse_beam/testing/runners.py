@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from streamhouse_beam.testing.servers import _ChildServer
 
 __all__ = [
+    "FLINK_JAVA17_OPENS",
     "FlinkJobServer",
     "PortableJobService",
     "RunnerNotInstalledError",
@@ -43,6 +44,10 @@ __all__ = [
 ]
 
 _FETCH_HINT = "run `make runners` (or `bash .ci/fetch-runners`) to fetch it"
+
+#: The JVM option a Flink job server on Java 17 needs so Flink's Kryo serializers can copy
+#: ``java.util`` collections (``Arrays.asList``); Java 11 accepts it too.
+FLINK_JAVA17_OPENS = "--add-opens=java.base/java.util=ALL-UNNAMED"
 
 
 class RunnerNotInstalledError(FileNotFoundError):
@@ -200,6 +205,10 @@ def flink_pipeline_args(
         "--runner=FlinkRunner",
         "--flink_master=[local]",
         f"--flink_job_server_jar={server.jar}",
+        # The embedded cluster runs in the job server's JVM. On Java 17, Flink's Kryo copy of
+        # a generic-typed element between chained operators (WriteToText's stages in streaming
+        # mode) needs java.util opened, as Flink's distribution configures it (docs/flink.md).
+        f"--job_server_jvm_properties={FLINK_JAVA17_OPENS}",
     ]
     from apache_beam.options.pipeline_options import FlinkRunnerOptions
 
