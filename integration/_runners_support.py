@@ -3,14 +3,16 @@
 The toy splittable DoFn separates runner infrastructure problems from connector problems: if
 it fails on a runner, the runner set-up is broken, not ``ReadFromStreamHouse``.
 
-Pipelines here run with ``--environment_type=LOOPBACK``, so every DoFn runs in the pytest
-process itself; :class:`CollectToFile` relies on that to hand elements back to the test
-through a local file that the test can also watch while a streaming pipeline runs.
+:class:`CollectToFile` hands elements back to the test through a local file that the test can
+also watch while a streaming pipeline runs. It appends with one ``write`` per line on an
+``O_APPEND`` descriptor, so it works from the pytest process (``LOOPBACK``) and from several
+SDK worker processes on the same machine (``EXTERNAL``, see ``test_flink_cluster.py``) alike.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import threading
@@ -114,12 +116,12 @@ def run_toy_sdf(sizes: list[int], pipeline_args: list[str]) -> None:
         assert_that(out, equal_to(toy_sdf_expected(sizes)))
 
 
-_file_locks: dict[str, threading.Lock] = {}
-_file_locks_guard = threading.Lock()
-
-
 class CollectToFile(beam.DoFn):  # type: ignore[misc]
-    """Appends each element as one JSON line to a local file (LOOPBACK workers only).
+    """Appends each element as one JSON line to a local file, from any process on this machine.
+
+    Each line is a single ``write`` on an ``O_APPEND`` descriptor: the kernel places every
+    write at the end of the file atomically, so lines from concurrent threads or worker
+    processes never interleave or overwrite each other.
 
     Args:
         path: the file; the test reads it with :func:`read_collected`.
@@ -129,11 +131,14 @@ class CollectToFile(beam.DoFn):  # type: ignore[misc]
         self.path = path
 
     def process(self, element: Any) -> Iterator[Any]:
-        with _file_locks_guard:
-            lock = _file_locks.setdefault(self.path, threading.Lock())
-        line = json.dumps(_jsonable(element), sort_keys=True)
-        with lock, open(self.path, "a", encoding="utf-8") as out:
-            out.write(line + "\n")
+        line = (json.dumps(_jsonable(element), sort_keys=True) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+        finally:
+            os.close(fd)
+        if written != len(line):
+            raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
         yield element
 
 
@@ -153,7 +158,10 @@ def read_collected(path: pathlib.Path) -> list[Any]:
     """The JSON lines :class:`CollectToFile` wrote (empty when nothing was written yet)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    text = path.read_text(encoding="utf-8")
+    # A line being appended right now may lack its newline yet: it is read next time.
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line]
 
 
 class Topic:

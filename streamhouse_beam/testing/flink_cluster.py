@@ -34,8 +34,9 @@ translates for. The cluster's ``flink-conf.yaml`` is generated into its working 
   started directly, a TaskManager refuses to run without them), 256 MB of network memory
   (64 MB is too little for Beam's parallel stages), and JVM heap, direct and metaspace limits
   that match them;
-- ``heartbeat.timeout`` of 6 s, so a killed TaskManager is noticed quickly, and a fixed-delay
-  restart strategy (10 attempts, 2 s apart) for jobs that do not set their own;
+- ``heartbeat.timeout`` of 10 s (a killed TaskManager's closed connections are usually
+  noticed within 2-3 s; the timeout catches one that hangs), and a fixed-delay restart
+  strategy (10 attempts, 2 s apart) for jobs that do not set their own;
 - ``state.checkpoints.dir`` and ``state.savepoints.dir`` under the working directory;
 - ``classloader.resolve-order: parent-first``: the jar the job server ships with each job holds
   no classes of its own, and the TaskManagers' classpath (patches first) must win.
@@ -246,7 +247,7 @@ class FlinkSessionCluster:
         *,
         taskmanagers: int = 2,
         slots_per_taskmanager: int = 4,
-        heartbeat_timeout_ms: int = 6000,
+        heartbeat_timeout_ms: int = 10000,
         restart_attempts: int = 10,
         restart_delay_ms: int = 2000,
         startup_timeout: float = 180.0,
@@ -842,6 +843,12 @@ class FlinkSessionCluster:
             trigger_timestamp_ms=int(detail.get("trigger_timestamp", 0)),
             operator_sizes=sizes,
         )
+
+    def restored_checkpoint_id(self, job_id: str) -> int | None:
+        """The id of the checkpoint (or savepoint) the job last restored from; None if none."""
+        body = self.rest("GET", f"/jobs/{job_id}/checkpoints")
+        restored = (body.get("latest") or {}).get("restored")
+        return int(restored["id"]) if restored else None
 
     def wait_for_checkpoint(
         self, job_id: str, *, after: int = 0, timeout: float = 180.0
