@@ -386,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             log=lambda line: print(line, flush=True),
         )
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
