@@ -277,6 +277,16 @@ def _kill_mid_stream(
             timeout=TIMEOUT,
             what=f"a commit on every partition (have {watch.last})",
         )
+        # Kill while freshly read records are past the sink but (most likely) not yet in a
+        # completed checkpoint: those are the ones a restore replays.
+        topic.append(3)
+        in_flight = {record[:3] for record in topic.expected}
+        wait_for(
+            lambda: in_flight <= {row[:3] for row in job.output()},
+            timeout=TIMEOUT,
+            what="the records appended just before the kill in the output",
+            interval=0.1,
+        )
         committed_before_kill = watch.poll()
         latest = cluster.latest_checkpoint(job.job_id)
         assert latest is not None

@@ -38,8 +38,10 @@ translates for. The cluster's ``flink-conf.yaml`` is generated into its working 
   noticed within 2-3 s; the timeout catches one that hangs), and a fixed-delay restart
   strategy (10 attempts, 2 s apart) for jobs that do not set their own;
 - ``state.checkpoints.dir`` and ``state.savepoints.dir`` under the working directory;
-- ``classloader.resolve-order: parent-first``: the jar the job server ships with each job holds
-  no classes of its own, and the TaskManagers' classpath (patches first) must win.
+- ``classloader.resolve-order: parent-first``: the job server ships its whole classpath with
+  each job (about 160 jars, 150 MB, among them both the runner jar and the patch jar, which
+  define the same classes); resolved parent-first, every class comes from the TaskManager's own
+  classpath, patches first, whatever order the shipped jars are in.
 
 The SDK worker pool (:class:`SdkWorkerPool`) serves Beam's ``BeamFnExternalWorkerPool`` gRPC
 API on 127.0.0.1 and starts one Python process per requested worker (one per TaskManager per
