@@ -30,6 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from soak_flink_state import AppendOffsets, FlinkRest, read_offsets, write_flink_conf
 
 from streamhouse_beam.beam import ReadFromStreamHouse
+from streamhouse_beam.beam.runner_checks import has_runner_fixes
 from streamhouse_beam.testing import runners
 from streamhouse_beam.testing.local import LocalStreamHouse
 from streamhouse_beam.testing.servers import free_port
@@ -69,6 +70,8 @@ def test_the_job_server_runs_the_patched_runner_classes_first() -> None:
     class_path = next(line for line in manifest.splitlines() if line.startswith("Class-Path:"))
     assert class_path.split()[1] == "patches/runner-fixes.jar"
     assert server.classpath()[0] == str(server.patch_jar)
+    # ... which is what the read's build-time check looks for before warning.
+    assert has_runner_fixes(str(server.jar))
 
 
 def test_batch_mode_replays_every_residual_through_the_patched_stage_function() -> None:

@@ -244,3 +244,85 @@ providers:
         expand_pipeline(pipeline, spec)
     assert isinstance(caught.value.__cause__, UnsupportedOnRunnerError)
     assert "on Flink in batch mode" in str(caught.value)
+
+
+# ---------------------------------------------------------------- the job server's runner fix
+
+
+def _launcher(where: pathlib.Path, class_path: str, *, with_fixes_jar: bool) -> pathlib.Path:
+    """A launcher jar whose manifest names ``class_path``, wrapped as ``jar`` wraps lines."""
+    import zipfile
+
+    where.mkdir(parents=True, exist_ok=True)
+    line = "Class-Path: " + class_path
+    wrapped = "\r\n ".join([line[:72], *(line[i : i + 71] for i in range(72, len(line), 71))])
+    manifest = f"Manifest-Version: 1.0\r\nMain-Class: Driver\r\n{wrapped}\r\n"
+    launcher = where / "job-server.jar"
+    with zipfile.ZipFile(launcher, "w") as jar:
+        jar.writestr("META-INF/MANIFEST.MF", manifest)
+    if with_fixes_jar:
+        (where / "patches").mkdir()
+        (where / runner_checks.RUNNER_FIXES_JAR).write_bytes(b"PK\x05\x06" + bytes(18))
+    return launcher
+
+
+_LIBS = " ".join(f"lib/dependency-number-{i}-1.0.jar" for i in range(8))
+
+
+def test_a_launcher_naming_the_runner_fixes_first_has_them(tmp_path: pathlib.Path) -> None:
+    jar = _launcher(tmp_path, f"patches/runner-fixes.jar {_LIBS}", with_fixes_jar=True)
+    assert runner_checks.has_runner_fixes(str(jar))
+
+
+@pytest.mark.parametrize(
+    ("class_path", "with_fixes_jar"),
+    [(_LIBS, False), (_LIBS, True), (f"patches/runner-fixes.jar {_LIBS}", False)],
+    ids=["unpatched", "jar-present-but-not-listed", "listed-but-missing"],
+)
+def test_other_launchers_lack_the_runner_fixes(
+    tmp_path: pathlib.Path, class_path: str, with_fixes_jar: bool
+) -> None:
+    jar = _launcher(tmp_path, class_path, with_fixes_jar=with_fixes_jar)
+    assert not runner_checks.has_runner_fixes(str(jar))
+
+
+def test_a_url_or_a_file_that_is_no_jar_lacks_the_runner_fixes(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "not-a.jar").write_text("hello", encoding="utf-8")
+    assert not runner_checks.has_runner_fixes(str(tmp_path / "not-a.jar"))
+    assert not runner_checks.has_runner_fixes("https://example.invalid/job-server.jar")
+
+
+def _job_server_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "apache/beam#27648" in r.getMessage()]
+
+
+def test_a_tailing_read_on_flink_with_beams_own_job_server_is_warned_about(
+    topic: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=runner_checks.__name__):
+        _apply(topic, [*FLINK_BATCH, "--streaming"], stop=None)
+    (message,) = _job_server_warnings(caplog)
+    assert "ReadFromStreamHouse" in message and "Beam's own job server" in message
+    assert "docs/flink.md" in message
+
+
+def test_a_tailing_read_with_an_unpatched_job_server_jar_is_warned_about(
+    topic: pathlib.Path, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jar = _launcher(tmp_path / "js", _LIBS, with_fixes_jar=False)
+    args = [*FLINK_BATCH, "--streaming", f"--flink_job_server_jar={jar}"]
+    with caplog.at_level(logging.WARNING, logger=runner_checks.__name__):
+        _apply(topic, args, stop=None)
+    (message,) = _job_server_warnings(caplog)
+    assert str(jar) in message
+
+
+def test_the_patched_job_server_and_bounded_reads_and_other_runners_get_no_warning(
+    topic: pathlib.Path, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jar = _launcher(tmp_path / "js", f"patches/runner-fixes.jar {_LIBS}", with_fixes_jar=True)
+    with caplog.at_level(logging.WARNING, logger=runner_checks.__name__):
+        _apply(topic, [*FLINK_BATCH, "--streaming", f"--flink_job_server_jar={jar}"], stop=None)
+        _apply(topic, [*FLINK_BATCH, "--streaming"], stop=StopPosition.latest())
+        _apply(topic, ["--runner=FnApiRunner", "--streaming"], stop=None)
+    assert _job_server_warnings(caplog) == []

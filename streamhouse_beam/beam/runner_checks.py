@@ -15,18 +15,31 @@ submits, answered once per endpoint and process. An endpoint that does not answe
 :data:`PROBE_TIMEOUT_SECONDS` is taken as not Flink, so the check never refuses a pipeline
 it cannot tell about (Flink then still reports the run-time error).
 
+A tailing read on ``FlinkRunner`` with a job server that lacks the project's runner fix for
+apache/beam#27648 (docs/flink.md) gets a warning from :func:`check_flink_job_server`: on such a
+job server every self-checkpoint of the read adds to every later Flink checkpoint.
+
 Every other runner (FnApiRunner, Prism, Dataflow, the local job service) is left alone.
 """
 
 from __future__ import annotations
 
 import logging
+import pathlib
 import threading
+import zipfile
 from typing import Any
 
 from streamhouse_beam.errors import UnsupportedOnRunnerError
 
-__all__ = ["PROBE_TIMEOUT_SECONDS", "check_offset_commits", "is_flink"]
+__all__ = [
+    "PROBE_TIMEOUT_SECONDS",
+    "RUNNER_FIXES_JAR",
+    "check_flink_job_server",
+    "check_offset_commits",
+    "has_runner_fixes",
+    "is_flink",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -35,6 +48,9 @@ PROBE_TIMEOUT_SECONDS = 5.0
 
 # Flink's job server describes this option; Beam's Python job service and Prism do not.
 _FLINK_OPTION = "flink_master"
+
+#: The jar of runner fixes ``.ci/fetch-runners`` builds, as the job server's manifest names it.
+RUNNER_FIXES_JAR = "patches/runner-fixes.jar"
 
 _described: dict[str, bool] = {}
 _described_lock = threading.Lock()
@@ -126,3 +142,53 @@ def check_offset_commits(pipeline: Any, *, group: str | None, bounded: bool, whe
             where,
             group,
         )
+
+
+def has_runner_fixes(jar: str) -> bool:
+    """Whether the job-server launcher ``jar`` puts the project's runner fixes on its classpath.
+
+    True when its manifest's ``Class-Path`` names :data:`RUNNER_FIXES_JAR` and that jar exists
+    beside it; False for any other jar, a URL, or a file that cannot be read as a jar.
+    """
+    path = pathlib.Path(jar)
+    try:
+        with zipfile.ZipFile(path) as launcher:
+            manifest = launcher.read("META-INF/MANIFEST.MF").decode("utf-8", "replace")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
+    # Manifest lines are wrapped at 72 bytes; a continuation line starts with one space.
+    unwrapped = manifest.replace("\r\n", "\n").replace("\n ", "")
+    for line in unwrapped.splitlines():
+        if line.startswith("Class-Path:"):
+            entries = line.split()[1:]
+            return RUNNER_FIXES_JAR in entries and (path.parent / RUNNER_FIXES_JAR).is_file()
+    return False
+
+
+def check_flink_job_server(pipeline: Any, *, unbounded: bool, where: str) -> None:
+    """Warn when a tailing read runs on ``FlinkRunner`` with a job server lacking the fix.
+
+    Args:
+        pipeline: the pipeline the read is being added to.
+        unbounded: whether the read tails (only a tailing read self-checkpoints without end).
+        where: the transform's label, for the message.
+    """
+    if not unbounded:
+        return
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+    from apache_beam.runners.portability.flink_runner import FlinkRunner
+
+    if not isinstance(getattr(pipeline, "runner", None), FlinkRunner):
+        return
+    jar = pipeline.options.view_as(FlinkRunnerOptions).flink_job_server_jar
+    if jar and has_runner_fixes(jar):
+        return
+    _LOG.warning(
+        "%s: this tailing read runs on Flink with %s, which does not carry streamhouse-beam's "
+        "fix for apache/beam#27648: unless it is a Beam release with that fix, every poll of "
+        "every partition adds a few KB to every later checkpoint, for as long as the job runs. "
+        "Pass the job server that `make runners` builds (--flink_job_server_jar=...; "
+        "streamhouse_beam.testing.runners.flink_job_server_jar()); see docs/flink.md",
+        where,
+        f"the job server {jar}" if jar else "Beam's own job server",
+    )

@@ -45,7 +45,7 @@ from streamhouse_beam.beam.read_fn import (
     ReadPartitionsFn,
     TailPartitionsFn,
 )
-from streamhouse_beam.beam.runner_checks import check_offset_commits
+from streamhouse_beam.beam.runner_checks import check_flink_job_server, check_offset_commits
 from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
 from streamhouse_beam.decoders import make_decoder
 from streamhouse_beam.errors import redact
@@ -413,6 +413,9 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             bounded=self.stop is not None,
             where=type(self).__name__,
         )
+        check_flink_job_server(
+            pbegin.pipeline, unbounded=self.stop is None, where=type(self).__name__
+        )
         config = _fresh_run(self.config)
         topics = pbegin | "Topics" >> beam.Create(self.topics, reshuffle=False)
         descriptors = topics | "DiscoverPartitions" >> beam.ParDo(
@@ -493,6 +496,11 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             pcoll.pipeline,
             group=self.config.commit_offsets_group,
             bounded=self.stop is not None and pcoll.is_bounded,
+            where=type(self).__name__,
+        )
+        check_flink_job_server(
+            pcoll.pipeline,
+            unbounded=self.stop is None or not pcoll.is_bounded,
             where=type(self).__name__,
         )
         start, stop = self.start, self.stop
