@@ -43,6 +43,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from streamhouse_beam.beam import ReadFromStreamHouse
 from streamhouse_beam.testing.flink_cluster import (
+    FlinkClusterError,
     FlinkSessionCluster,
     SdkWorkerPool,
     flink_cluster_pipeline_args,
@@ -85,7 +86,7 @@ def healthy(cluster: FlinkSessionCluster, pool: SdkWorkerPool) -> FlinkSessionCl
     for index in range(cluster.taskmanager_count):
         try:
             cluster.taskmanager_pid(index)
-        except Exception:
+        except FlinkClusterError:  # killed by a test before and not restarted
             cluster.restart_taskmanager(index, timeout=TIMEOUT)
     cluster.wait_for_taskmanagers(cluster.taskmanager_count, timeout=TIMEOUT)
     return cluster
@@ -406,3 +407,20 @@ def test_job_stopped_with_a_savepoint_continues_from_it_in_a_new_job(
         f"{len(second_output)} from the second, {duplicates} duplicates; saved offsets {saved}; "
         f"savepoint {savepoint}"
     )
+
+
+def test_a_cluster_that_cannot_start_says_why_with_the_log_tail(tmp_path: pathlib.Path) -> None:
+    # No Flink classes on the classpath: the JobManager JVM exits at once.
+    broken = FlinkSessionCluster(classpath=[str(tmp_path / "missing.jar")], startup_timeout=60)
+    try:
+        with pytest.raises(FlinkClusterError) as failure:
+            broken.start()
+        message = str(failure.value)
+        assert "jobmanager exited" in message
+        assert "StandaloneSessionClusterEntrypoint" in message  # from the log tail
+        assert not broken.running
+        assert (broken.log_dir / "jobmanager.log").is_file()  # kept for a post-mortem
+    finally:
+        broken.stop()
+    with pytest.raises(FlinkClusterError, match="not started"):
+        _ = broken.workdir

@@ -380,7 +380,8 @@ class FlinkSessionCluster:
 
         Raises:
             FlinkClusterError: when a JVM exits or the cluster is not ready in time; the
-                message ends with the log tail of the process concerned.
+                message holds the log tail of the process concerned. The working directory
+                is kept until :meth:`stop`.
             RunnerNotInstalledError: when no classpath is given and the job server is missing.
         """
         if self.running:
@@ -410,9 +411,11 @@ class FlinkSessionCluster:
                 self._stop_jvms()
                 if not jobmanager_exited:
                     break  # not a port clash: another attempt would fail the same way
-        self._remove_workdir()
         assert last_error is not None
-        raise last_error
+        # The logs the message points at stay for a post-mortem; stop() removes them.
+        raise FlinkClusterError(
+            f"{last_error} [working directory kept: {self.workdir}; stop() removes it]"
+        ) from last_error
 
     def _start_once(self) -> None:
         self.rest_port = free_port()
