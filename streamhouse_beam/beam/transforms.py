@@ -127,11 +127,13 @@ def _build_config(
         raise ValueError(
             f"storage_url scheme must be file, s3, gs or memory, got {redact(storage_url)!r}"
         )
+    if isinstance(organization_id, uuid.UUID):
+        organization_id = str(organization_id)  # what psycopg returns for organizations.id
     if organization_id is not None and (
         not isinstance(organization_id, str) or not organization_id
     ):
         raise ValueError(
-            f"organization_id must be None or a non-empty str, got {organization_id!r}"
+            f"organization_id must be None, a non-empty str or a uuid.UUID, got {organization_id!r}"
         )
     if max_records is not None:
         max_records = _positive_int("max_records", max_records)
@@ -284,7 +286,8 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         storage_url: the segment store, ``file:///dir``, ``s3://bucket`` (``s3://`` uses each
             segment row's bucket), ``gs://bucket`` or ``memory://name``. ``None`` means
             ``s3://`` (StreamHouse's S3 layout, bucket from the rows, AWS settings as usual).
-        organization_id: the organization; ``None`` uses the store's only organization.
+        organization_id: the organization (a str or a ``uuid.UUID``); ``None`` uses the
+            store's only organization.
         storage_options: backend options (credentials, endpoint; see ``open_store``). Never shown.
         metadata_options: metadata store options (retry budget, timeouts).
         start: where to start (:class:`StartPosition`), earliest by default.
@@ -333,7 +336,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         *,
         metadata_url: str,
         storage_url: str | None = None,
-        organization_id: str | None = None,
+        organization_id: str | uuid.UUID | None = None,
         storage_options: Mapping[str, Any] | None = None,
         metadata_options: Mapping[str, Any] | None = None,
         start: StartPosition = StartPosition.earliest(),

@@ -17,6 +17,7 @@ PostgreSQL: ``connect_timeout`` (10 s), ``statement_timeout`` (30 s per statemen
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from streamhouse_beam.errors import redact
@@ -38,7 +39,9 @@ _BACKEND_OPTIONS = {
 }
 
 
-def open_metadata(url: str, organization_id: str | None = None, **options: Any) -> MetadataStore:
+def open_metadata(
+    url: str, organization_id: str | uuid.UUID | None = None, **options: Any
+) -> MetadataStore:
     """Open the metadata store at ``url``, scoped to ``organization_id``.
 
     Nothing is connected yet: connections open on first use, so the result can be built on a
@@ -46,7 +49,8 @@ def open_metadata(url: str, organization_id: str | None = None, **options: Any) 
 
     Args:
         url: ``sqlite:///abs/path/metadata.db``, ``postgresql://user:pw@host:port/db``.
-        organization_id: the organization to read; None uses the store's only organization
+        organization_id: the organization to read (a str or a ``uuid.UUID``); None uses the
+            store's only organization
             (OrganizationError on first use when there are zero or several).
         **options: retry and backend options, see the module docstring.
 

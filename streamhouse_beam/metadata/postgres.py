@@ -81,7 +81,7 @@ class PostgresMetadataStore(SqlMetadataStore):
         self,
         url: str,
         *,
-        organization_id: str | None = None,
+        organization_id: str | uuid.UUID | None = None,
         retry: MetadataRetryPolicy | None = None,
         connect_timeout: float = 10.0,
         statement_timeout: float | None = 30.0,

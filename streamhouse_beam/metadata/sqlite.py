@@ -15,6 +15,7 @@ import os
 import sqlite3
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,7 +77,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         self,
         url: str,
         *,
-        organization_id: str | None = None,
+        organization_id: str | uuid.UUID | None = None,
         retry: MetadataRetryPolicy | None = None,
         busy_timeout: float = 1.0,
         create: bool = False,
