@@ -45,7 +45,7 @@ from streamhouse_beam.beam.read_fn import (
 )
 from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
 from streamhouse_beam.decoders import make_decoder
-from streamhouse_beam.errors import redact
+from streamhouse_beam.errors import MissingExtraError, redact
 from streamhouse_beam.partition_reader import ReadOptions
 from streamhouse_beam.positions import StartPosition, StopPosition
 from streamhouse_beam.records import StreamHouseRecord
@@ -157,9 +157,7 @@ def _build_config(
         try:
             import streamhouse_beam.beam.batches  # noqa: F401  (registers the batch coder)
         except ImportError as exc:
-            raise ImportError(
-                "output='batches' needs pyarrow: pip install 'streamhouse-beam[arrow]'"
-            ) from exc
+            raise MissingExtraError("output='batches'", "arrow", module="pyarrow") from exc
     if output == "rows" and decoder.name not in ("bytes", "utf-8"):
         raise ValueError(
             f"output='rows' carries bytes or text values; value_decoder {decoder!r} produces "

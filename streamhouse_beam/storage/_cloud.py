@@ -14,20 +14,41 @@ the mapping of its SDK's exceptions (:meth:`CloudStore._map_error`).
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from streamhouse_beam.errors import ObjectNotFoundError, StorageError, UnsafeKeyError
+from streamhouse_beam.errors import (
+    MissingExtraError,
+    ObjectNotFoundError,
+    StorageError,
+    UnsafeKeyError,
+)
 from streamhouse_beam.storage._retry import RetryCounter, RetryPolicy, call_with_retry
 from streamhouse_beam.storage.base import ObjectStore
 from streamhouse_beam.storage.keys import encode_key
 
-__all__ = ["RETRY_OPTIONS", "CloudStore", "InvalidRange"]
+__all__ = ["RETRY_OPTIONS", "CloudStore", "InvalidRange", "import_sdk"]
 
 T = TypeVar("T")
 
 #: storage_options every network store accepts: its retry budget.
 RETRY_OPTIONS = frozenset({"retry_attempts", "retry_base_delay", "retry_max_delay"})
+
+
+def import_sdk(module: str, *, scheme: str, extra: str, package: str) -> Any:
+    """Import a backend's SDK ``module``, or say which extra installs it.
+
+    Called when a store is built (on the launcher, when the transform is), so a missing SDK is
+    one line naming ``pip install 'streamhouse-beam[extra]'`` instead of a worker traceback.
+
+    Raises:
+        MissingExtraError: ``module`` cannot be imported.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"{scheme}:// storage urls", extra, module=package) from exc
 
 
 class InvalidRange(Exception):

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
-from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange
+from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
 from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["GCS_OPTIONS", "GcsStore", "map_google_error"]
@@ -113,6 +113,12 @@ def _is_transport_failure(exc: BaseException) -> bool:
     return isinstance(exc, transient)
 
 
+def _import_storage() -> Any:
+    return import_sdk(
+        "google.cloud.storage", scheme="gs", extra="gcs", package="google-cloud-storage"
+    )
+
+
 class GcsStore(CloudStore):
     """Objects in GCS buckets, read with google-cloud-storage.
 
@@ -144,6 +150,7 @@ class GcsStore(CloudStore):
         retry_base_delay: float | None = None,
         retry_max_delay: float | None = None,
     ) -> None:
+        _import_storage()
         super().__init__(
             bucket,
             retry_attempts=retry_attempts,
@@ -193,8 +200,7 @@ class GcsStore(CloudStore):
         client = getattr(self._local, "client", None)
         if client is not None:
             return client
-        from google.cloud import storage  # type: ignore[attr-defined]  # namespace package without stubs
-
+        storage = _import_storage()
         kwargs: dict[str, Any] = {"project": self.project}
         if self.endpoint:
             kwargs["client_options"] = {"api_endpoint": self.endpoint}

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
-from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange
+from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
 from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["S3_OPTIONS", "S3Store", "map_client_error"]
@@ -93,6 +93,10 @@ _TRANSIENT_CODES = frozenset(
 )
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 _INVALID_RANGE_CODES = frozenset({"InvalidRange", "416", "RequestedRangeNotSatisfiable"})
+
+
+def _import_boto3() -> Any:
+    return import_sdk("boto3", scheme="s3", extra="s3", package="boto3")
 
 
 class _Secret:
@@ -207,6 +211,7 @@ class S3Store(CloudStore):
         retry_base_delay: float | None = None,
         retry_max_delay: float | None = None,
     ) -> None:
+        _import_boto3()
         super().__init__(
             bucket,
             retry_attempts=retry_attempts,
@@ -274,7 +279,7 @@ class S3Store(CloudStore):
             return client
         with self._lock:
             if self._client is None:
-                import boto3
+                boto3 = _import_boto3()
                 from botocore.config import Config
 
                 session = boto3.session.Session(profile_name=self.profile_name)
