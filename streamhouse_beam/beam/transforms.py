@@ -281,9 +281,12 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
     Args:
         topics: a topic name or a list of names.
         metadata_url: the metadata store, ``sqlite:///path`` or ``postgresql://…``.
-        storage_url: the segment store, ``file:///dir``, ``s3://bucket`` (``s3://`` uses each
-            segment row's bucket), ``gs://bucket`` or ``memory://name``. ``None`` means
-            ``s3://`` (StreamHouse's S3 layout, bucket from the rows, AWS settings as usual).
+        storage_url: the segment store, ``file:///dir``, ``s3://bucket``, ``gs://bucket`` or
+            ``memory://name``. A bucket in the url is the bucket read, whatever the segment
+            rows say (a replica, a renamed bucket); only a bucket-less ``s3://`` or ``gs://``
+            reads each segment row's bucket. ``None`` means ``s3://`` (StreamHouse's S3 layout,
+            AWS settings as usual). A root directory or bucket that does not exist fails the
+            read with ``StorageRootNotFoundError``, whatever ``on_missing_segment`` says.
         organization_id: the organization (a str or a ``uuid.UUID``); ``None`` uses the
             store's only organization.
         storage_options: backend options (credentials, endpoint; see ``open_store``). Never shown.

@@ -1,7 +1,8 @@
 """``gs://bucket``: segments in Google Cloud Storage, via google-cloud-storage.
 
 StreamHouse reaches GCS through object_store as well, so object names are the §2.6-encoded
-keys, and the segment row's bucket wins over the URL's when it is non-empty (§2.1).
+keys. The URL's bucket is read whatever the segment rows say; only a bucket-less ``gs://``
+reads each row's bucket (§2.1).
 Credentials come from Application Default Credentials; with ``STORAGE_EMULATOR_HOST`` set
 (gcp-storage-emulator, fake-gcs-server) the client talks to the emulator anonymously.
 
@@ -123,7 +124,8 @@ class GcsStore(CloudStore):
     """Objects in GCS buckets, read with google-cloud-storage.
 
     Args:
-        bucket: the URL's bucket, used when a segment row's bucket is empty.
+        bucket: the URL's bucket, read by every call; ``""`` (``gs://``) reads each segment
+            row's bucket.
         project: GCP project for the client (not needed for object reads).
         anonymous: use anonymous credentials (public buckets, emulators). Automatic when
             ``STORAGE_EMULATOR_HOST`` is set.
@@ -270,6 +272,13 @@ class GcsStore(CloudStore):
             return int(blob.size)
 
         return self._call("GCS HEAD", key, bucket, attempt)
+
+    def _bucket_exists(self, bucket: str) -> bool | None:
+        try:
+            exists: bool = self.client().bucket(bucket).exists(timeout=self.timeout, retry=None)
+        except Exception:  # refused (storage.buckets.get) or failed: cannot tell
+            return None
+        return exists
 
     def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
         payload = bytes(data)

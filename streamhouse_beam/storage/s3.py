@@ -1,8 +1,8 @@
 """``s3://bucket`` (or ``s3://``): segments in Amazon S3 or an S3-compatible store, via boto3.
 
-The bucket of each call is the segment row's ``s3_bucket`` when it is non-empty, else the
-URL's bucket (spec §2.1: StreamHouse's own readers ignore the row's bucket, a third-party
-reader should prefer it). Endpoint, region and credentials follow the standard AWS settings
+The bucket of each call is the URL's bucket; only a bucket-less ``s3://`` reads the segment
+row's ``s3_bucket`` (so ``s3://replica`` reads a replica or a renamed bucket whatever the rows
+recorded; spec §2.1: StreamHouse's own readers ignore the row's bucket too). Endpoint, region and credentials follow the standard AWS settings
 (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
 profiles, instance roles, ...), so MinIO or moto work by environment alone. StreamHouse's
 own ``S3_ENDPOINT`` variable is used as the endpoint when no AWS endpoint setting is present.
@@ -20,7 +20,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
+from streamhouse_beam.errors import (
+    ObjectNotFoundError,
+    StorageError,
+    StoragePermissionError,
+    StorageRootNotFoundError,
+)
 from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
 from streamhouse_beam.storage._retry import RetryableFailure
 
@@ -153,7 +158,7 @@ def map_client_error(
     if code in _NOT_FOUND_CODES or (status == 404 and code not in ("NoSuchBucket",)):
         return ObjectNotFoundError(f"{what}: object not found", key=key, bucket=bucket)
     if code == "NoSuchBucket":
-        return StorageError(
+        return StorageRootNotFoundError(
             f"{what}: bucket does not exist; check the storage url and the segment rows' bucket",
             key=key,
             bucket=bucket,
@@ -173,7 +178,8 @@ class S3Store(CloudStore):
     """Objects in S3 buckets, read with boto3.
 
     Args:
-        bucket: the URL's bucket, used when a segment row's bucket is empty ("" for ``s3://``).
+        bucket: the URL's bucket, read by every call; ``""`` (``s3://``) reads each segment
+            row's bucket.
         endpoint_url: S3 endpoint (MinIO, moto); default from AWS settings / ``S3_ENDPOINT``.
         region_name: AWS region; default from AWS settings.
         aws_access_key_id: access key; default from AWS settings.
@@ -408,6 +414,21 @@ class S3Store(CloudStore):
             return int(self.client().head_object(Bucket=target, Key=name)["ContentLength"])
 
         return self._call("S3 HEAD", key, bucket, attempt)
+
+    def _bucket_exists(self, bucket: str) -> bool | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client().head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            response: Mapping[str, Any] = getattr(exc, "response", None) or {}
+            code = str((response.get("Error") or {}).get("Code") or "")
+            if code in ("404", "NoSuchBucket", "NotFound") or _status_of(response) == 404:
+                return False
+            return None  # refused (HeadBucket needs s3:ListBucket) or failed: cannot tell
+        except BotoCoreError:
+            return None
+        return True
 
     def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
         payload = bytes(data)
