@@ -116,6 +116,11 @@ def _build_config(
         raise ValueError(
             f"metadata_url must be sqlite:/// or postgresql://, got {redact(metadata_url)!r}"
         )
+    if scheme == "sqlite":
+        from streamhouse_beam.metadata.sqlite import absolute_sqlite_url
+
+        # Workers may run in another directory: resolve a relative path here, once.
+        metadata_url = absolute_sqlite_url(metadata_url)
     if storage_url is None:
         storage_url = DEFAULT_STORAGE_URL
     if not isinstance(storage_url, str) or "://" not in storage_url:
@@ -280,7 +285,9 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
 
     Args:
         topics: a topic name or a list of names.
-        metadata_url: the metadata store, ``sqlite:///path`` or ``postgresql://…``.
+        metadata_url: the metadata store, ``sqlite:////abs/path.db`` (``sqlite:///rel/path.db``:
+            relative to the working directory where the transform is built, as in
+            SQLAlchemy) or ``postgresql://…``.
         storage_url: the segment store, ``file:///dir``, ``s3://bucket``, ``gs://bucket`` or
             ``memory://name``. A bucket in the url is the bucket read, whatever the segment
             rows say (a replica, a renamed bucket); only a bucket-less ``s3://`` or ``gs://``

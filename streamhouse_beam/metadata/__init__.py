@@ -3,8 +3,10 @@
 :func:`open_metadata` turns a ``metadata_url`` into a :class:`MetadataStore`:
 
 =============================  ===============================================================
-``sqlite:///path/metadata.db``  :class:`~streamhouse_beam.metadata.sqlite.SqliteMetadataStore`
-                                (stdlib sqlite3; reads through a read-only connection)
+``sqlite:////abs/metadata.db``  :class:`~streamhouse_beam.metadata.sqlite.SqliteMetadataStore`
+``sqlite:///rel/metadata.db``   (stdlib sqlite3; reads through a read-only connection). Spelled
+                                as in SQLAlchemy: four slashes for an absolute path, three for
+                                one relative to the working directory
 ``postgresql://…`` /            :class:`~streamhouse_beam.metadata.postgres.PostgresMetadataStore`
 ``postgres://…``                (psycopg 3; sets ``app.current_organization_id`` for RLS)
 =============================  ===============================================================
@@ -48,7 +50,8 @@ def open_metadata(
     launcher machine and pickled to workers.
 
     Args:
-        url: ``sqlite:///abs/path/metadata.db``, ``postgresql://user:pw@host:port/db``.
+        url: ``sqlite:////abs/path/metadata.db`` (``sqlite:///rel/path.db`` is relative to the
+            working directory, as in SQLAlchemy), ``postgresql://user:pw@host:port/db``.
         organization_id: the organization to read (a str or a ``uuid.UUID``); None uses the
             store's only organization
             (OrganizationError on first use when there are zero or several).

@@ -80,7 +80,7 @@ class LocalStreamHouse:
     """Writes StreamHouse-compatible topics into a metadata store and an object store.
 
     Args:
-        metadata_url: ``sqlite:///abs/path/metadata.db`` (created when missing) or a
+        metadata_url: ``sqlite:////abs/path/metadata.db`` (created when missing) or a
             ``postgresql://`` URL of an existing database, connected as its owner.
         store: an ObjectStore, or a storage URL for :func:`streamhouse_beam.storage.open_store`.
         organization_id: the organization written to (a str, or the ``uuid.UUID`` psycopg
