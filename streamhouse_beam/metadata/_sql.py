@@ -458,9 +458,19 @@ class SqlMetadataStore(MetadataStore):
         )
         if not rows:
             raise TopicNotFoundError(
-                f"topic {topic!r} does not exist in organization {org!r} of {self.url}"
+                f"topic {topic!r} does not exist in organization {org!r} of {self.url}; "
+                + self._topics_there()
             )
         return self._topic_info(rows[0])
+
+    def _topics_there(self, shown: int = 20) -> str:
+        """What the organization holds instead, for a topic-not-found message."""
+        names = [t.name for t in self.list_topics()]
+        if not names:
+            return "it holds no topics"
+        listed = ", ".join(repr(name) for name in names[:shown])
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return f"its topics are {listed}{more}"
 
     def _partition_infos(
         self, topic: str, partition_ids: Iterable[int], only: int | None
