@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -110,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             status: int = args.func(args, extra)
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:
+            # The reader of our standard output went away (| head): nothing more to say, and
+            # the interpreter must not fail again flushing stdout at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
         except Exception as exc:
             if verbose:
                 traceback.print_exc(file=sys.stderr)

@@ -288,3 +288,49 @@ def test_progress_shows_done_of_total_and_a_rate_on_a_terminal_only(
     err = capsys.readouterr().err
     assert "\rstreamhouse-beam read: 16/16 records (100%), " in err
     assert "records/s" in err
+
+
+def test_a_read_with_postgresql_down_prints_one_line(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("psycopg")
+    from streamhouse_beam.testing.servers import free_port
+
+    done = _cli(
+        "read",
+        "--metadata-url",
+        f"postgresql://reader:pw@127.0.0.1:{free_port()}/streamhouse",
+        "--storage-url",
+        f"file://{tmp_path}",
+        "--topic",
+        "t",
+        "--stop",
+        "latest",
+        "--output",
+        str(tmp_path / "out.jsonl"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("streamhouse-beam read: MetadataUnavailableError: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_closing_standard_output_ends_the_read_quietly(tmp_path: pathlib.Path) -> None:
+    lsh = local_streamhouse(tmp_path)
+    lsh.create_topic("big", 1)
+    lsh.append("big", 0, [b"x" * 100] * 20_000, flush=True)  # far more than a pipe buffer
+    args = _args(tmp_path, "--topic", "big", "--stop", "latest")
+    del args[args.index("--output") : args.index("--output") + 2]  # standard output
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamhouse_beam.cli", *args],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()  # like `| head -1`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1
+    assert json.loads(first)["offset"] == 0
+    assert err == ""

@@ -14,9 +14,18 @@ from typing import Any
 
 import apache_beam as beam
 
-__all__ = ["AppendJsonLines", "Progress"]
+__all__ = ["AppendJsonLines", "Progress", "StdoutClosed"]
 
 _FILE_LOCK = threading.Lock()
+
+
+class StdoutClosed(BrokenPipeError):
+    """Standard output was closed by its reader (``streamhouse-beam read | head``)."""
+
+    # Beam re-raises a DoFn's exception as ``type(exc)(message + step)``, which an OSError's
+    # (errno, text) arguments do not survive: it would arrive as a RuntimeError. Marked as
+    # already tagged, it arrives as itself and the command can end quietly.
+    _tagged_with_step = True
 
 
 class Progress:
@@ -116,8 +125,11 @@ class AppendJsonLines(beam.DoFn):  # type: ignore[misc]
         text = "\n".join(self._lines) + "\n"
         with _FILE_LOCK:
             if self.path == "-":
-                sys.stdout.write(text)
-                sys.stdout.flush()
+                try:
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                except BrokenPipeError:
+                    raise StdoutClosed("standard output was closed") from None
             else:
                 with open(self.path, "a", encoding="utf-8") as out:
                     out.write(text)
