@@ -334,3 +334,28 @@ def test_a_reader_closing_standard_output_ends_the_read_quietly(tmp_path: pathli
     assert proc.wait(timeout=300) == 1
     assert json.loads(first)["offset"] == 0
     assert err == ""
+
+
+def test_an_interrupted_tailing_read_keeps_what_it_read(store: pathlib.Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamhouse_beam.cli", *_args(store, "--topic", "t", "--quiet")],
+        cwd=store,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    written = 0
+    while written < 20 and time.monotonic() < deadline:  # every record is in the temp file
+        time.sleep(0.2)
+        written = sum(len(p.read_text().splitlines()) for p in store.glob(".out.jsonl.*.tmp"))
+    assert written == 20
+    assert not (store / "out.jsonl").exists()  # not before the read ends
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert len(_lines(store)) == 20
+    assert not list(store.glob(".out.jsonl.*.tmp"))
