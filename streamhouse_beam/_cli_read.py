@@ -165,11 +165,12 @@ def _text(record: Any, what: str, data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(
-            f"the {what} is not UTF-8 ({exc.reason} at byte {exc.start}); use --format base64",
+            f"not UTF-8 ({exc.reason} at byte {exc.start}); use --format base64",
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             raw=data,
+            part=what,
         ) from None
 
 
@@ -181,7 +182,7 @@ def _json_value(record: Any) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DecodeError(
-            f"the value is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             "use --format text or base64",
             topic=record.topic,
             partition=record.partition,

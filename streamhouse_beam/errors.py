@@ -318,22 +318,33 @@ class DataLossError(StreamHouseError):
 
 
 class DecodeError(StreamHouseError):
-    """A record value the configured decoder could not decode.
+    """A record value (or key) the configured decoder could not decode.
 
     Attributes:
         topic, partition, offset: the record.
-        raw: the undecoded value bytes.
+        raw: the undecoded bytes.
         reason: why decoding failed.
+        part: ``"value"`` or ``"key"``.
     """
 
-    def __init__(self, reason: str, *, topic: str, partition: int, offset: int, raw: bytes) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        raw: bytes,
+        part: str = "value",
+    ) -> None:
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.raw = raw
         self.reason = reason
+        self.part = part
         super().__init__(
-            f"cannot decode value of {topic!r} partition {partition} offset {offset}: {reason}"
+            f"cannot decode {part} of {topic!r} partition {partition} offset {offset}: {reason}"
         )
 
 

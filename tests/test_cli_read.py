@@ -359,3 +359,17 @@ def test_an_interrupted_tailing_read_keeps_what_it_read(store: pathlib.Path) -> 
     assert proc.returncode == 130, err
     assert len(_lines(store)) == 20
     assert not list(store.glob(".out.jsonl.*.tmp"))
+
+
+def test_format_json_names_the_record_whose_value_is_not_json(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lsh = local_streamhouse(tmp_path)
+    lsh.create_topic("t", 1)
+    lsh.append("t", 0, [b"[1]", (b"\xff", b"2"), b"{nope"], flush=True)
+    assert main(_args(tmp_path, "--topic", "t", "--stop", "offset:2", "--format", "json")) == 1
+    assert "cannot decode key of 't' partition 0 offset 1: not UTF-8" in capsys.readouterr().err
+    args = _args(tmp_path, "--topic", "t", "--start", "offset:2", "--stop", "latest")
+    assert main([*args, "--format", "json"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot decode value of 't' partition 0 offset 2: not JSON" in err
