@@ -121,6 +121,23 @@ def test_upper_case_uuid_is_accepted_in_canonical_form(
     assert [t.name for t in meta.list_topics()] == ["a-topic"]
 
 
+def test_the_uuid_psycopg_returns_is_an_organization_id_everywhere(
+    postgres_server: PostgresServer, database: str
+) -> None:
+    a, _ = _two_orgs(postgres_server, database)
+    with psycopg.connect(postgres_server.url(database)) as conn:
+        row = conn.execute("SELECT id FROM organizations WHERE id = %s", (a.organization_id,))
+        org = row.fetchone()[0]  # type: ignore[index]
+    assert isinstance(org, uuid.UUID)
+    house = LocalStreamHouse(postgres_server.url(database), a.store, organization_id=org)
+    house.create_organization(org)
+    house.append("a-topic", 0, [b"y"], flush=True)
+    assert house.organization_id == a.organization_id
+    meta = open_metadata(postgres_server.url(database), org)
+    assert meta.organization_id == a.organization_id
+    assert meta.partition("a-topic", 0).high_watermark == 1
+
+
 def test_commits_of_two_organizations_stay_apart(
     postgres_server: PostgresServer, database: str
 ) -> None:

@@ -124,3 +124,43 @@ def test_commit_and_resume_on_postgres_and_s3(postgres_url: str, moto_server: An
     )
     seen = sorted((r.partition, r.offset) for r in first + rest)
     assert seen == [(p, o) for p in range(2) for o in range(30)]
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs"])
+def test_the_url_bucket_is_read_and_a_missing_one_is_a_configuration_error(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path, backend: str
+) -> None:
+    from streamhouse_beam import StorageRootNotFoundError
+
+    make = _s3 if backend == "s3" else _gcs
+    server = request.getfixturevalue("moto_server" if backend == "s3" else "gcs_emulator")
+    original, options = make(server)
+    replica, _ = make(server)
+    scheme = original.split("://")[0]
+    lsh = _house(f"sqlite:///{tmp_path}/metadata.db", (original, options))
+    lsh.create_topic("orders", 1)
+    lsh.append("orders", 0, [b"a", b"b"], flush=True)
+    # Copy the objects to a replica bucket; the rows keep naming the original.
+    source, copy = open_store(original, options), open_store(replica, options)
+    for seg in lsh.segments("orders", 0):
+        copy.put(seg.key, source.get(seg.key))
+    for seg in lsh.segments("orders", 0):
+        source.delete(seg.key)
+
+    def read(storage_url: str, **kwargs: Any) -> list[Any]:
+        return read_all(
+            ReadFromStreamHouse(
+                "orders",
+                metadata_url=f"sqlite:///{tmp_path}/metadata.db",
+                storage_url=storage_url,
+                storage_options=options,
+                stop=StopPosition.latest(),
+                **kwargs,
+            )
+        )
+
+    assert sorted(r.value for r in read(replica)) == [b"a", b"b"]
+    nobucket = f"{scheme}://nobucket-{uuid.uuid4().hex[:12]}"
+    for policy in ("fail", "skip"):
+        with pytest.raises(StorageRootNotFoundError, match="nobucket"):
+            read(nobucket, on_missing_segment=policy)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from streamhouse_beam.decoders import AvroDecoder, SchemaRegistryDecoder, ValueDecoder
 from streamhouse_beam.errors import *  # noqa: F403
 from streamhouse_beam.errors import __all__ as _error_names
-from streamhouse_beam.positions import NoCommittedOffsetError, StartPosition, StopPosition
+from streamhouse_beam.positions import StartPosition, StopPosition
 from streamhouse_beam.records import (
     PartitionInfo,
     SegmentInfo,
@@ -50,7 +50,6 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AvroDecoder",
     "DeadLetterRecord",
-    "NoCommittedOffsetError",
     "PartitionDescriptor",
     "ReadAllFromStreamHouse",
     "ReadFromStreamHouse",

@@ -1,37 +1,54 @@
-"""``streamhouse-beam read``: run a Beam pipeline that reads topics into a JSON-lines file.
+"""``streamhouse-beam read``: run a Beam pipeline that reads topics into JSON lines.
 
 Each record becomes one line::
 
     {"topic": "t", "partition": 0, "offset": 5, "timestamp": 1767225600005,
      "key": "<base64>" | null, "value": "<base64>"}
 
-The pipeline runs on FnApiRunner (in this process, one worker) unless a ``--runner`` is among
-the extra arguments, which are passed to Beam as pipeline options. On the in-process runner the
-lines are appended to ``--output`` as records arrive (a tailing read without ``--stop`` or
-``--max-records`` runs until interrupted) and progress is printed on stderr; other runners write
-``--output`` with ``WriteToText`` (one shard), which needs ``--stop`` and, on Flink, batch
-mode. ``--metrics-out`` writes the ``streamhouse`` counters of the finished pipeline as one
-JSON object.
+``--format`` chooses how key and value are written: ``base64`` (the default: any bytes, no
+loss), ``text`` (UTF-8 strings) or ``json`` (the value parsed as JSON and embedded, the key as
+text); a record that is not valid UTF-8 / JSON then fails the read naming its offset.
+
+Before the pipeline starts, the metadata store is opened and every topic looked up (a missing
+one is reported with the topics that do exist); on the in-process runner the storage root is
+checked too. The pipeline runs on FnApiRunner (in this process, one worker) unless a
+``--runner`` is among the extra arguments, which are passed to Beam as pipeline options. On the
+in-process runner the lines go to standard output (``--output -``, the default) or to a
+temporary file beside ``--output`` that replaces it only when the read succeeds (a tailing read
+without ``--stop`` or ``--max-records`` runs until interrupted, and an interrupt is its normal
+end), and progress is shown on stderr when it is a terminal; other runners write ``--output``
+with ``WriteToText`` (one shard), which needs ``--stop`` and, on Flink, batch mode.
+``--metrics-out`` writes the ``streamhouse`` counters of the finished pipeline as one JSON
+object.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["register"]
+
+#: ``--format`` choices: how key and value bytes are written into the JSON line.
+FORMATS = ("base64", "text", "json")
 
 
 def register(subparsers: Any) -> None:
     """Add the ``read`` subcommand to ``subparsers``."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "read",
-        help="read topics with an Apache Beam pipeline into a JSON-lines file",
+        help="read topics with an Apache Beam pipeline into JSON lines",
         description=(
-            "Read StreamHouse topics with ReadFromStreamHouse and write one JSON line per record. "
+            "Read StreamHouse topics with ReadFromStreamHouse and write one JSON line per record: "
+            '{"topic", "partition", "offset", "timestamp", "key", "value"}. Key and value are '
+            "base64 unless --format says otherwise (key null when the record has none). "
             "Arguments this command does not know are passed to Beam as pipeline options "
             "(e.g. --runner=PrismRunner)."
         ),
@@ -70,11 +87,26 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--poll-interval", type=float, default=1.0, metavar="S", help="seconds between polls"
     )
-    parser.add_argument("--output", required=True, metavar="PATH", help="JSON-lines output file")
+    parser.add_argument(
+        "--output",
+        default="-",
+        metavar="PATH",
+        help="JSON-lines output file, replaced only when the read succeeds; - (the default) "
+        "is standard output",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="base64",
+        help="how key and value are written: base64 (default, any bytes), text (UTF-8 "
+        "strings) or json (the value parsed as JSON, the key as text)",
+    )
     parser.add_argument(
         "--metrics-out", default=None, metavar="PATH", help="write counters as JSON here"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress or summary on stderr (warnings stay)"
+    )
     parser.set_defaults(func=_run, accepts_extra_args=True)
 
 
@@ -127,20 +159,154 @@ def _parse_stop(text: str | None, args: argparse.Namespace) -> Any:
     raise ValueError(f"--stop {text!r} is not latest, offset:N or timestamp:MS")
 
 
-def to_json_line(record: Any) -> str:
-    """The JSON line of one record (key and value base64, key null when absent)."""
+def _text(record: Any, what: str, data: bytes) -> str:
+    from streamhouse_beam.errors import DecodeError
+
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(
+            f"not UTF-8 ({exc.reason} at byte {exc.start}); use --format base64",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            raw=data,
+            part=what,
+        ) from None
+
+
+def _json_value(record: Any) -> Any:
+    from streamhouse_beam.errors import DecodeError
+
+    text = _text(record, "value", record.value)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(
+            f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "use --format text or base64",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            raw=record.value,
+        ) from None
+
+
+def to_json_line(record: Any, fmt: str = "base64") -> str:
+    """The JSON line of one record, key and value written as ``fmt`` says (see :data:`FORMATS`).
+
+    Raises:
+        DecodeError: ``text``/``json`` and the key or value is not UTF-8 (or the value not JSON).
+    """
     key = record.key
+    if fmt == "base64":
+        key_out = None if key is None else base64.b64encode(key).decode("ascii")
+        value: Any = base64.b64encode(record.value).decode("ascii")
+    elif fmt in ("text", "json"):
+        key_out = None if key is None else _text(record, "key", key)
+        value = _text(record, "value", record.value) if fmt == "text" else _json_value(record)
+    else:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     return json.dumps(
         {
             "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,
             "timestamp": record.timestamp,
-            "key": None if key is None else base64.b64encode(key).decode("ascii"),
-            "value": base64.b64encode(record.value).decode("ascii"),
+            "key": key_out,
+            "value": value,
         },
         separators=(",", ":"),
+        ensure_ascii=False,
     )
+
+
+def _check_before_running(args: argparse.Namespace, in_process: bool) -> int | None:
+    """Check what can be checked before the pipeline starts; return the records it will read.
+
+    The metadata store opens and every topic exists (a missing one names the topics that do);
+    on the in-process runner, whose workers are this process, the storage root exists too.
+
+    Returns:
+        The number of records a bounded read will emit, planned from the metadata (capped by
+        ``--max-records``), or ``None`` when it cannot be known in advance (timestamps).
+    """
+    from streamhouse_beam.metadata import open_metadata
+
+    with open_metadata(args.metadata_url, args.organization) as meta:
+        # A topic that does not exist raises here, naming the topics that do.
+        infos = {topic: meta.partitions(topic) for topic in args.topic}
+        if in_process and args.storage_url is not None:
+            from streamhouse_beam.storage import open_store
+
+            with open_store(args.storage_url) as store:
+                store.check_root()
+        if args.stop is None:
+            return args.max_records  # type: ignore[no-any-return]
+        total = 0
+        for topic, partitions in infos.items():
+            for info in partitions:
+                first = _planned_offset(args.start, meta, topic, info)
+                last = _planned_offset(args.stop, meta, topic, info)
+                if first is None or last is None:
+                    return args.max_records  # type: ignore[no-any-return]
+                total += max(0, last - max(first, info.earliest_offset))
+        if args.max_records is not None:
+            total = min(total, args.max_records)
+        return total
+
+
+def _planned_offset(text: str, meta: Any, topic: str, info: Any) -> int | None:
+    kind, _, arg = text.partition(":")
+    if text == "earliest":
+        return int(info.earliest_offset)
+    if text == "latest":
+        return int(info.high_watermark)
+    if kind == "offset":
+        return int(arg)
+    if kind == "committed":
+        committed = meta.committed_offset(arg, topic, info.partition)
+        return int(info.earliest_offset) if committed is None else int(committed)
+    return None
+
+
+def _mode_for(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def _output_file(path: str, tailing: bool) -> Iterator[str]:
+    """The path the in-process sink writes: ``-`` as is, else a temporary file beside ``path``.
+
+    The temporary file replaces ``path`` when the block ends normally (and when a tailing read,
+    which runs until interrupted, is interrupted); on any failure it is removed, so an existing
+    output is never truncated by a failed read and no empty file is left behind.
+    """
+    if path == "-":
+        yield path
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        # mkstemp makes the file private; give the output the mode a plain open() would have
+        # given it (or the mode of the file it replaces).
+        os.chmod(tmp, _mode_for(path))
+        yield tmp
+    except KeyboardInterrupt:
+        if tailing:
+            os.replace(tmp, path)
+        raise
+    else:
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _counters(result: Any) -> dict[str, int]:
@@ -186,6 +352,14 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
 
     from streamhouse_beam.beam.transforms import ReadFromStreamHouse
 
+    options = PipelineOptions(extra)
+    runner_name = options.view_as(StandardOptions).runner
+    in_process = runner_name in (None, "FnApiRunner", "DirectRunner")
+    if not in_process and args.output == "-":
+        raise ValueError(
+            f"--output - (standard output) needs the in-process runner; --runner {runner_name} "
+            "writes a file: give --output PATH"
+        )
     start = _parse_start(args.start, args)
     stop = _parse_stop(args.stop, args)
     read = ReadFromStreamHouse(
@@ -199,9 +373,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         max_poll_records=args.max_poll_records,
         poll_interval=args.poll_interval,
     )
-    options = PipelineOptions(extra)
-    runner_name = options.view_as(StandardOptions).runner
-    in_process = runner_name in (None, "FnApiRunner", "DirectRunner")
+    total = _check_before_running(args, in_process)
     if in_process:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -216,19 +388,27 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         )
     from streamhouse_beam.beam.jsonl import AppendJsonLines, Progress
 
-    Progress.reset(args.quiet)
-    lines = pipeline | "Read" >> read | "ToJson" >> beam.Map(to_json_line)
-    if in_process:
-        open(args.output, "w").close()  # truncate; the sink appends
-        lines | "Write" >> beam.ParDo(AppendJsonLines(args.output))
-    else:
-        lines | "Write" >> beam.io.WriteToText(args.output, shard_name_template="", num_shards=1)
-    result = pipeline.run()
-    result.wait_until_finish()
+    fmt = args.format
+    lines = pipeline | "Read" >> read | "ToJson" >> beam.Map(to_json_line, fmt)
+    tailing = stop is None and args.max_records is None
+    with _output_file(args.output, tailing) if in_process else contextlib.nullcontext() as sink:
+        if sink is not None:
+            lines | "Write" >> beam.ParDo(AppendJsonLines(sink))
+        else:
+            lines | "Write" >> beam.io.WriteToText(
+                args.output, shard_name_template="", num_shards=1
+            )
+        Progress.reset(args.quiet, total)
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        finally:
+            Progress.finish()
     counters = _counters(result)
     if not args.quiet:
+        where = "standard output" if args.output == "-" else args.output
         print(
-            f"streamhouse-beam read: done, {counters.get('records_read', 0)} records -> {args.output}",
+            f"streamhouse-beam read: done, {counters.get('records_read', 0)} records -> {where}",
             file=sys.stderr,
         )
     if args.metrics_out:

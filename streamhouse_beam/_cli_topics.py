@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
         "--metadata-url",
         required=True,
         metavar="URL",
-        help="sqlite:///path/metadata.db or postgresql://user:password@host:port/db",
+        help="sqlite:////abs/metadata.db (sqlite:///rel/metadata.db: relative, as in "
+        "SQLAlchemy) or postgresql://user:password@host:port/db",
     )
     parser.add_argument(
         "--organization",

@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from streamhouse_beam.errors import DecodeError, SchemaRegistryError, redact
+from streamhouse_beam.errors import DecodeError, MissingExtraError, SchemaRegistryError, redact
 
 __all__ = [
     "AvroDecoder",
@@ -154,10 +154,8 @@ class JsonDecoder(ValueDecoder):
 def _parse_avro_schema(schema: object, what: str) -> Any:
     try:
         import fastavro
-    except ImportError as exc:  # pragma: no cover - fastavro is in the avro extra
-        raise ImportError(
-            "Avro decoding needs fastavro: pip install 'streamhouse-beam[avro]'"
-        ) from exc
+    except ImportError as exc:
+        raise MissingExtraError("Avro decoding", "avro", module="fastavro") from exc
     source: Any = schema
     if isinstance(schema, str):
         text = schema.strip()

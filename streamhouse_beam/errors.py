@@ -4,6 +4,7 @@ Callers catch the most specific class they can act on; everything derives from
 :class:`StreamHouseError`, so ``except StreamHouseError`` catches all of it::
 
     StreamHouseError
+    ├── MissingExtraError                 an optional dependency is not installed (also an ImportError; names the pip extra)
     ├── SegmentError                      bytes that are not a readable segment (object key, byte position)
     │   ├── CorruptSegmentError           the bytes contradict the format
     │   │   ├── TruncatedSegmentError     the data ends before a structure does
@@ -14,6 +15,7 @@ Callers catch the most specific class they can act on; everything derives from
     │   ├── ObjectNotFoundError           the object does not exist
     │   ├── StoragePermissionError        credentials were refused
     │   ├── TransientStorageError         throttling, 5xx, timeouts, resets: retried, raised once the budget is spent
+    │   ├── StorageRootNotFoundError      the storage url's directory or bucket does not exist (configuration, never skipped)
     │   └── UnsafeKeyError                a key that would escape the store's root
     ├── MetadataError                     metadata store failures
     │   ├── MetadataUnavailableError      the database could not be reached / stayed locked past the retry budget
@@ -21,6 +23,7 @@ Callers catch the most specific class they can act on; everything derives from
     │   ├── OrganizationError             no organization given and the store holds zero or several
     │   ├── TopicNotFoundError            the topic (or partition) does not exist in the organization
     │   └── InconsistentMetadataError     rows that contradict each other or their segment object
+    ├── NoCommittedOffsetError            StartPosition.committed(group, fallback="fail") found no commit (group, partition)
     ├── DataLossError                     offsets that cannot be read any more (topic, partition, offset range)
     ├── DecodeError                       a record value the chosen decoder cannot decode (topic, partition, offset, raw bytes)
     ├── SchemaRegistryError               a schema id the registry cannot provide
@@ -29,12 +32,19 @@ Callers catch the most specific class they can act on; everything derives from
 Third-party exceptions (botocore, google-api-core, psycopg, sqlite3, lz4) are mapped to these
 at the boundary where they occur with ``raise ... from exc``, so the cause stays attached.
 Messages never contain credentials; :func:`redact` is applied to anything that may.
+
+An error raised inside a pipeline reaches the caller of ``pipeline.run()`` (on in-process
+runners) as the same object, so ``except NoCommittedOffsetError`` and the attributes work
+there too (see :attr:`StreamHouseError._tagged_with_step`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamhouse_beam.records import TopicPartition
 
 __all__ = [
     "ChecksumMismatchError",
@@ -44,6 +54,8 @@ __all__ = [
     "InconsistentMetadataError",
     "MetadataError",
     "MetadataUnavailableError",
+    "MissingExtraError",
+    "NoCommittedOffsetError",
     "NotAStreamHouseStoreError",
     "ObjectNotFoundError",
     "OrganizationError",
@@ -52,6 +64,7 @@ __all__ = [
     "SegmentLimitError",
     "StorageError",
     "StoragePermissionError",
+    "StorageRootNotFoundError",
     "StreamHouseError",
     "TopicNotFoundError",
     "TransientStorageError",
@@ -85,6 +98,14 @@ def redact(text: str) -> str:
 class StreamHouseError(Exception):
     """Base class of every error raised by streamhouse-beam."""
 
+    #: Beam's DoFnRunner re-raises an exception from user code as
+    #: ``type(exc)(message + " [while running 'step']")`` and, when that call fails (our
+    #: errors take keyword fields such as ``topic=``), as a ``RuntimeError`` naming the type
+    #: in its text, so ``except NoCommittedOffsetError`` would miss it and the fields would be
+    #: lost. Beam re-raises an exception that says it is already tagged unchanged; ours
+    #: already name what and where, so they say so.
+    _tagged_with_step = True
+
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
 
@@ -100,6 +121,24 @@ def _rebuild(
     Exception.__init__(err, *args)
     err.__dict__.update(state)
     return err
+
+
+class MissingExtraError(StreamHouseError, ImportError):
+    """An optional dependency of the feature asked for is not installed.
+
+    Also an :class:`ImportError`, which is what it replaces. The message names the feature and
+    the command that installs it (``pip install 'streamhouse-beam[s3]'``).
+
+    Attributes:
+        extra: the name of the package extra that provides the dependency.
+    """
+
+    def __init__(self, feature: str, extra: str, *, module: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {module}, which is not installed: "
+            f"pip install 'streamhouse-beam[{extra}]'"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,6 +234,15 @@ class TransientStorageError(StorageError):
     """Throttling, a 5xx answer, a timeout or a reset that persisted past the retry budget."""
 
 
+class StorageRootNotFoundError(StorageError):
+    """The store's root does not exist: a ``file://`` directory or a bucket.
+
+    A configuration error (a typo in the storage url, a bucket that was never created), so it
+    is raised whatever ``on_missing_segment`` says: skipping every segment of a store that is
+    not there would turn the typo into a successful read of nothing.
+    """
+
+
 class UnsafeKeyError(StorageError):
     """A key that would resolve outside the store's root (``..``, absolute paths, symlinks)."""
 
@@ -233,6 +281,24 @@ class InconsistentMetadataError(MetadataError):
 # --------------------------------------------------------------------------------------------
 
 
+class NoCommittedOffsetError(StreamHouseError):
+    """``StartPosition.committed(group, fallback="fail")`` found no committed offset.
+
+    Attributes:
+        group: the consumer group.
+        topic_partition: the partition without a committed offset.
+    """
+
+    def __init__(self, group: str, tp: TopicPartition) -> None:
+        self.group = group
+        self.topic_partition = tp
+        super().__init__(
+            f"consumer group {group!r} has no committed offset for topic {tp.topic!r} "
+            f"partition {tp.partition}; use StartPosition.committed(group, fallback='earliest'"
+            f" or 'latest') to start anyway"
+        )
+
+
 class DataLossError(StreamHouseError):
     """A range of offsets that should be readable cannot be read any more.
 
@@ -254,22 +320,33 @@ class DataLossError(StreamHouseError):
 
 
 class DecodeError(StreamHouseError):
-    """A record value the configured decoder could not decode.
+    """A record value (or key) the configured decoder could not decode.
 
     Attributes:
         topic, partition, offset: the record.
-        raw: the undecoded value bytes.
+        raw: the undecoded bytes.
         reason: why decoding failed.
+        part: ``"value"`` or ``"key"``.
     """
 
-    def __init__(self, reason: str, *, topic: str, partition: int, offset: int, raw: bytes) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        raw: bytes,
+        part: str = "value",
+    ) -> None:
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.raw = raw
         self.reason = reason
+        self.part = part
         super().__init__(
-            f"cannot decode value of {topic!r} partition {partition} offset {offset}: {reason}"
+            f"cannot decode {part} of {topic!r} partition {partition} offset {offset}: {reason}"
         )
 
 

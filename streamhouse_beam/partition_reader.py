@@ -747,6 +747,9 @@ class PartitionReader:
 
     def _missing(self, seg: SegmentInfo, cur: int, exc: ObjectNotFoundError, tally: _Tally) -> None:
         lost = (max(cur, seg.base_offset), seg.end_offset)
+        # A store whose root or bucket is not there is misconfigured, not missing a segment:
+        # that is never skipped, or a typo in the url would read as an empty topic.
+        self.store.check_root(bucket=seg.bucket or None)
         if self.options.on_missing_segment == "fail":
             raise DataLossError(
                 f"segment object {seg.key!r} is missing from {self._store_url}; its records "

@@ -41,7 +41,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
-from streamhouse_beam.errors import StreamHouseError
+# NoCommittedOffsetError lives in the errors tree; it is importable from here as before.
+from streamhouse_beam.errors import NoCommittedOffsetError
 from streamhouse_beam.records import TopicPartition
 
 __all__ = [
@@ -57,19 +58,6 @@ StopKind = Literal["latest", "offsets", "timestamp"]
 Fallback = Literal["earliest", "latest", "fail"]
 
 _U63 = (1 << 63) - 1
-
-
-class NoCommittedOffsetError(StreamHouseError):
-    """``StartPosition.committed(group, fallback="fail")`` found no committed offset."""
-
-    def __init__(self, group: str, tp: TopicPartition) -> None:
-        self.group = group
-        self.topic_partition = tp
-        super().__init__(
-            f"consumer group {group!r} has no committed offset for topic {tp.topic!r} "
-            f"partition {tp.partition}; use StartPosition.committed(group, fallback='earliest'"
-            f" or 'latest') to start anyway"
-        )
 
 
 class PartitionView(Protocol):

@@ -182,30 +182,30 @@ class StoreContract:
 
     # ------------------------------------------------------------------ buckets
 
-    def test_row_bucket_overrides_the_store_bucket(
+    def test_the_url_bucket_wins_over_the_row_bucket(
         self, store: ObjectStore, raw_names: RawNames, other_bucket: str | None
     ) -> None:
-        if other_bucket is None:
-            # Bucket-less backends (file) ignore the row's bucket, like StreamHouse's local mode.
-            store.put("data/t/0/x.seg", b"row bucket", bucket="whatever-the-row-says")
-            assert store.get("data/t/0/x.seg") == b"row bucket"
-            assert store.get("data/t/0/x.seg", bucket="another") == b"row bucket"
-            return
-        store.put("data/t/0/x.seg", b"in other bucket", bucket=other_bucket)
-        assert raw_names(other_bucket) == ["data/t/0/x.seg"]
-        assert raw_names() == []
-        assert store.get("data/t/0/x.seg", bucket=other_bucket) == b"in other bucket"
-        assert store.get_range("data/t/0/x.seg", 3, 8, bucket=other_bucket) == b"other"
-        assert store.get_suffix("data/t/0/x.seg", 6, bucket=other_bucket) == b"bucket"
-        assert store.size("data/t/0/x.seg", bucket=other_bucket) == 15
-        with pytest.raises(ObjectNotFoundError) as info:
-            store.get("data/t/0/x.seg")
-        assert info.value.key == "data/t/0/x.seg"
-        # An empty row bucket (reconciler rows) falls back to the store's bucket.
-        store.put("data/t/0/y.seg", b"default", bucket="")
+        # A store opened on a bucket (a replica, a renamed bucket) reads that bucket whatever
+        # the segment row recorded; bucket-less backends (file) ignore the row's bucket, like
+        # StreamHouse's local mode.
+        row_bucket = other_bucket or "whatever-the-row-says"
+        store.put("data/t/0/x.seg", b"in url bucket", bucket=row_bucket)
+        assert raw_names() == ["data/t/0/x.seg"]
+        if other_bucket is not None:
+            assert raw_names(other_bucket) == []
+        assert store.get("data/t/0/x.seg", bucket=row_bucket) == b"in url bucket"
+        assert store.get("data/t/0/x.seg") == b"in url bucket"
+        assert store.get_range("data/t/0/x.seg", 3, 6, bucket=row_bucket) == b"url"
+        assert store.get_suffix("data/t/0/x.seg", 6, bucket=row_bucket) == b"bucket"
+        assert store.size("data/t/0/x.seg", bucket=row_bucket) == 13
+        store.check_root(bucket=row_bucket)
+        store.put("data/t/0/y.seg", b"empty row bucket", bucket="")
+        assert raw_names() == ["data/t/0/x.seg", "data/t/0/y.seg"]
+        store.delete("data/t/0/x.seg", bucket=row_bucket)
         assert raw_names() == ["data/t/0/y.seg"]
-        store.delete("data/t/0/x.seg", bucket=other_bucket)
-        assert raw_names(other_bucket) == []
+        with pytest.raises(ObjectNotFoundError) as info:
+            store.get("data/t/0/x.seg", bucket=row_bucket)
+        assert info.value.key == "data/t/0/x.seg"
 
     # ------------------------------------------------------------------ pickling, secrets
 

@@ -16,6 +16,7 @@ import pathlib
 import sqlite3
 import string
 import tempfile
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -259,7 +260,8 @@ def _apply(
             "INSERT INTO segments SELECT ?, organization_id, topic, partition_id, ?, ?, "
             "record_count, size_bytes, s3_bucket, s3_key, ?, min_timestamp, max_timestamp "
             "FROM segments WHERE id = ?",
-            (f"{row_id}-dup{len(seg_rows)}", m[2], m[3], created, row_id),
+            # A fresh id: the row count can repeat after a delete_row, an id must not.
+            (f"{row_id}-dup{uuid.uuid4().hex}", m[2], m[3], created, row_id),
         )
     elif kind == "swap_key":
         other = rows[int(m[2])]

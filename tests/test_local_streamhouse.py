@@ -185,3 +185,29 @@ def test_segment_row_and_high_watermark_are_written_together(tmp_path: Path) -> 
     ends = conn.execute("SELECT max(end_offset) FROM segments").fetchall()
     conn.close()
     assert rows == [(6,)] and ends == [(5,)]
+
+
+def test_a_uuid_organization_id_is_accepted_as_its_string(tmp_path: Path) -> None:
+    import apache_beam  # noqa: F401  (the transform below needs Beam)
+
+    from streamhouse_beam import ReadFromStreamHouse, StopPosition
+    from tests.read_helpers import read_all
+
+    org = uuid.uuid4()
+    lsh = LocalStreamHouse(
+        f"sqlite:///{tmp_path}/metadata.db", f"file://{tmp_path}/segments", organization_id=org
+    )
+    lsh.create_schema()
+    assert lsh.organization_id == str(org)
+    assert lsh.create_organization(org) == str(org)
+    lsh.create_topic("t", 1)
+    lsh.append("t", 0, [b"a", b"b"], flush=True)
+    assert lsh.metadata().organization_id == str(org)
+    read = ReadFromStreamHouse(
+        "t",
+        metadata_url=f"sqlite:///{tmp_path}/metadata.db",
+        storage_url=f"file://{tmp_path}/segments",
+        organization_id=org,
+        stop=StopPosition.latest(),
+    )
+    assert sorted(r.value for r in read_all(read)) == [b"a", b"b"]

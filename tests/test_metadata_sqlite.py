@@ -63,9 +63,10 @@ def _fast_store(lsh: LocalStreamHouse, **options: object) -> SqliteMetadataStore
     return store
 
 
-def test_url_forms_name_the_same_absolute_file() -> None:
-    assert sqlite_path_from_url("sqlite:///data/metadata.db") == "/data/metadata.db"
+def test_url_forms_are_read_as_sqlalchemy_reads_them() -> None:
+    assert sqlite_path_from_url("sqlite:///data/metadata.db") == "data/metadata.db"
     assert sqlite_path_from_url("sqlite:////data/metadata.db") == "/data/metadata.db"
+    assert sqlite_path_from_url("sqlite://localhost/data/metadata.db") == "/data/metadata.db"
     assert sqlite_path_from_url("sqlite:relative.db") == "relative.db"
     with pytest.raises(ValueError, match="host part"):
         sqlite_path_from_url("sqlite://host/x.db")
@@ -232,3 +233,55 @@ def test_limited_reads_agree_with_full_reads_across_overlapping_rows(tmp_path: P
         full = meta.segments("t", 0, start)
         for limit in (1, 2, 5, 40):
             assert meta.segments("t", 0, start, limit=limit) == full[:limit], (start, limit)
+
+
+def test_a_relative_sqlalchemy_url_opens_the_file_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "demo-data").mkdir()
+    lsh = _lsh(tmp_path / "demo-data")
+    lsh.create_topic("clicks", 2)
+    monkeypatch.chdir(tmp_path)
+    meta = open_metadata("sqlite:///demo-data/metadata.db")
+    assert [t.name for t in meta.list_topics()] == ["clicks"]
+    assert meta.path == str(tmp_path / "demo-data" / "metadata.db")  # type: ignore[attr-defined]
+
+
+def test_three_slashes_before_an_absolute_path_is_told_the_right_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _lsh(tmp_path)
+    monkeypatch.chdir("/")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    written = f"sqlite://{tmp_path}/metadata.db"  # sqlite:// + /tmp/...: three slashes
+    assert written.startswith("sqlite:///") and not written.startswith("sqlite:////")
+    with pytest.raises(MetadataUnavailableError) as info:
+        open_metadata(written).list_topics()
+    assert f"write sqlite:///{tmp_path}/metadata.db" in str(info.value)
+
+
+def test_the_transform_resolves_a_relative_url_where_it_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamhouse_beam import ReadFromStreamHouse, StopPosition
+    from tests.read_helpers import read_all
+
+    (tmp_path / "demo-data").mkdir()
+    lsh = LocalStreamHouse(
+        f"sqlite:///{tmp_path}/demo-data/metadata.db", f"file://{tmp_path}/demo-data/segments"
+    )
+    lsh.create_schema()
+    lsh.create_topic("clicks", 1)
+    lsh.append("clicks", 0, [b"a", b"b"], flush=True)
+    monkeypatch.chdir(tmp_path)
+    read = ReadFromStreamHouse(
+        "clicks",
+        metadata_url="sqlite:///demo-data/metadata.db",
+        storage_url=f"file://{tmp_path}/demo-data/segments",
+        stop=StopPosition.latest(),
+    )
+    assert read.config.metadata_url == f"sqlite:///{tmp_path}/demo-data/metadata.db"
+    monkeypatch.chdir("/")  # workers may run anywhere
+    assert sorted(r.value for r in read_all(read)) == [b"a", b"b"]

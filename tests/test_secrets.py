@@ -25,6 +25,7 @@ from streamhouse_beam.errors import (
     StreamHouseError,
     redact,
 )
+from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.testing.servers import free_port
 
 S3_ACCESS_KEY = "AKIAPLANTEDACCESSKEY7"
@@ -116,6 +117,10 @@ def test_every_error_class_redacts_its_message() -> None:
             )
         elif issubclass(cls, errors.DecodeError):
             exc = cls(message, topic="t", partition=0, offset=0, raw=b"")
+        elif issubclass(cls, errors.NoCommittedOffsetError):
+            exc = cls(message, TopicPartition("t", 0))
+        elif issubclass(cls, errors.MissingExtraError):
+            exc = cls(message, "s3", module="boto3")
         else:
             exc = cls(message)
         assert _leaks(_everything_about(exc)) == [], name

@@ -19,6 +19,7 @@ from streamhouse_beam.errors import (
     ObjectNotFoundError,
     StorageError,
     StoragePermissionError,
+    StorageRootNotFoundError,
     TransientStorageError,
 )
 from streamhouse_beam.storage import open_store
@@ -93,9 +94,10 @@ def test_s3_throttling_and_server_errors_are_retryable(code: str, status: int) -
     assert isinstance(_s3(code, status), RetryableFailure)
 
 
-def test_s3_missing_bucket_is_a_plain_storage_error() -> None:
+def test_s3_missing_bucket_is_a_storage_root_error_not_a_missing_object() -> None:
     err = _s3("NoSuchBucket", 404, "The specified bucket does not exist")
-    assert type(err) is StorageError
+    assert type(err) is StorageRootNotFoundError
+    assert not isinstance(err, ObjectNotFoundError)
     assert "bucket does not exist" in str(err)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from streamhouse_beam.errors import StorageRootNotFoundError
 from streamhouse_beam.storage import open_store
 from streamhouse_beam.storage.memory import MemoryStore
 from tests.storage_contract import StoreContract
@@ -29,7 +30,8 @@ class TestMemoryStoreContract(StoreContract):
 
     @pytest.fixture
     def raw_names(self, store: MemoryStore):  # type: ignore[no-untyped-def]
-        return lambda bucket=None: store.object_names(bucket=bucket)
+        # A store opened on the other bucket lists it: ``store`` itself only sees its own.
+        return lambda bucket=None: MemoryStore(bucket or store.name).object_names()
 
     @pytest.fixture
     def secret(self) -> None:
@@ -51,8 +53,19 @@ def test_stores_with_different_names_are_separate() -> None:
     a.clear()
 
 
-def test_memory_url_without_name_uses_the_default_bucket() -> None:
-    assert open_store("memory://").url == "memory://default"
+def test_memory_url_without_name_uses_the_row_bucket_else_the_default_one() -> None:
+    row_bucket = f"row-{uuid.uuid4().hex}"
+    store = open_store("memory://")
+    assert store.url == "memory://"
+    store.put("k", b"in the row's bucket", bucket=row_bucket)
+    assert MemoryStore(row_bucket).get("k") == b"in the row's bucket"
+    store.put("k", b"in default")
+    assert MemoryStore("default").get("k") == b"in default"
+    store.check_root(bucket=row_bucket)
+    with pytest.raises(StorageRootNotFoundError):
+        store.check_root(bucket=f"never-{uuid.uuid4().hex}")
+    MemoryStore(row_bucket).clear()
+    MemoryStore("default").delete("k")
 
 
 def test_memory_url_with_a_path_is_refused() -> None:

@@ -160,6 +160,46 @@ class _PartitionView:
         )
 
 
+def _warn_empty_range(
+    element: PartitionDescriptor, reader: PartitionReader, start: int, stop: int | None
+) -> None:
+    """Say why a partition yields nothing: a start past its end, or a stop at or before the start.
+
+    Such a read is not an error (a stop planned before the start can be deliberate), but
+    returning no records without a word makes a wrong position look like an empty topic. An
+    empty partition read from its start to its end is not worth a warning.
+    """
+    end = reader.readable_end(refresh=False)
+    earliest = reader.earliest_offset()
+    if stop is not None and start == end == earliest:
+        return
+    where = f"topic {element.topic!r} partition {element.partition}"
+    positions = f"readable offsets {earliest}..{end - 1}" if end > earliest else "no records"
+    if stop is None:
+        _LOG.warning(
+            "%s: start offset %d (%s) is beyond the readable end %d (%s); the read waits until "
+            "offset %d exists",
+            where,
+            start,
+            element.start.describe(),
+            end,
+            positions,
+            start,
+        )
+        return
+    assert element.stop is not None
+    _LOG.warning(
+        "%s: nothing to read: start offset %d (%s) is at or after stop offset %d (%s); "
+        "the partition has %s",
+        where,
+        start,
+        element.start.describe(),
+        stop,
+        element.stop.describe(),
+        positions,
+    )
+
+
 def _stop_timestamp(element: PartitionDescriptor, restriction: PartitionRestriction) -> int | None:
     """The stop timestamp an open-ended restriction must honour, if any."""
     stop = element.stop
@@ -278,11 +318,13 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         view = _PartitionView(reader, self._res(), tp)
         start = element.start.resolve(tp, view)
         _note_position(self.config.run_id, tp, start)
-        if element.stop is None:
+        stop = element.stop.resolve(tp, view, start) if element.stop is not None else None
+        if stop is None or stop.offset is None:
+            if start > reader.readable_end(refresh=False):
+                _warn_empty_range(element, reader, start, None)
             return PartitionRestriction.open_ended(start)
-        stop = element.stop.resolve(tp, view, start)
-        if stop.offset is None:
-            return PartitionRestriction.open_ended(start)
+        if stop.offset <= start:
+            _warn_empty_range(element, reader, start, stop.offset)
         return PartitionRestriction(start, stop.offset)
 
     def create_tracker(

@@ -48,7 +48,7 @@ from streamhouse_beam.beam.read_fn import (
 from streamhouse_beam.beam.runner_checks import check_flink_job_server, check_offset_commits
 from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
 from streamhouse_beam.decoders import make_decoder
-from streamhouse_beam.errors import redact
+from streamhouse_beam.errors import MissingExtraError, redact
 from streamhouse_beam.partition_reader import ReadOptions
 from streamhouse_beam.positions import StartPosition, StopPosition
 from streamhouse_beam.records import StreamHouseRecord
@@ -119,6 +119,11 @@ def _build_config(
         raise ValueError(
             f"metadata_url must be sqlite:/// or postgresql://, got {redact(metadata_url)!r}"
         )
+    if scheme == "sqlite":
+        from streamhouse_beam.metadata.sqlite import absolute_sqlite_url
+
+        # Workers may run in another directory: resolve a relative path here, once.
+        metadata_url = absolute_sqlite_url(metadata_url)
     if storage_url is None:
         storage_url = DEFAULT_STORAGE_URL
     if not isinstance(storage_url, str) or "://" not in storage_url:
@@ -130,11 +135,13 @@ def _build_config(
         raise ValueError(
             f"storage_url scheme must be file, s3, gs or memory, got {redact(storage_url)!r}"
         )
+    if isinstance(organization_id, uuid.UUID):
+        organization_id = str(organization_id)  # what psycopg returns for organizations.id
     if organization_id is not None and (
         not isinstance(organization_id, str) or not organization_id
     ):
         raise ValueError(
-            f"organization_id must be None or a non-empty str, got {organization_id!r}"
+            f"organization_id must be None, a non-empty str or a uuid.UUID, got {organization_id!r}"
         )
     if max_records is not None:
         max_records = _positive_int("max_records", max_records)
@@ -158,9 +165,7 @@ def _build_config(
         try:
             import streamhouse_beam.beam.batches  # noqa: F401  (registers the batch coder)
         except ImportError as exc:
-            raise ImportError(
-                "output='batches' needs pyarrow: pip install 'streamhouse-beam[arrow]'"
-            ) from exc
+            raise MissingExtraError("output='batches'", "arrow", module="pyarrow") from exc
     if output == "rows" and decoder.name not in ("bytes", "utf-8"):
         raise ValueError(
             f"output='rows' carries bytes or text values; value_decoder {decoder!r} produces "
@@ -283,11 +288,17 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
 
     Args:
         topics: a topic name or a list of names.
-        metadata_url: the metadata store, ``sqlite:///path`` or ``postgresql://…``.
-        storage_url: the segment store, ``file:///dir``, ``s3://bucket`` (``s3://`` uses each
-            segment row's bucket), ``gs://bucket`` or ``memory://name``. ``None`` means
-            ``s3://`` (StreamHouse's S3 layout, bucket from the rows, AWS settings as usual).
-        organization_id: the organization; ``None`` uses the store's only organization.
+        metadata_url: the metadata store, ``sqlite:////abs/path.db`` (``sqlite:///rel/path.db``:
+            relative to the working directory where the transform is built, as in
+            SQLAlchemy) or ``postgresql://…``.
+        storage_url: the segment store, ``file:///dir``, ``s3://bucket``, ``gs://bucket`` or
+            ``memory://name``. A bucket in the url is the bucket read, whatever the segment
+            rows say (a replica, a renamed bucket); only a bucket-less ``s3://`` or ``gs://``
+            reads each segment row's bucket. ``None`` means ``s3://`` (StreamHouse's S3 layout,
+            AWS settings as usual). A root directory or bucket that does not exist fails the
+            read with ``StorageRootNotFoundError``, whatever ``on_missing_segment`` says.
+        organization_id: the organization (a str or a ``uuid.UUID``); ``None`` uses the
+            store's only organization.
         storage_options: backend options (credentials, endpoint; see ``open_store``). Never shown.
         metadata_options: metadata store options (retry budget, timeouts).
         start: where to start (:class:`StartPosition`), earliest by default.
@@ -339,7 +350,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         *,
         metadata_url: str,
         storage_url: str | None = None,
-        organization_id: str | None = None,
+        organization_id: str | uuid.UUID | None = None,
         storage_options: Mapping[str, Any] | None = None,
         metadata_options: Mapping[str, Any] | None = None,
         start: StartPosition = StartPosition.earliest(),

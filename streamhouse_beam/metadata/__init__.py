@@ -3,8 +3,10 @@
 :func:`open_metadata` turns a ``metadata_url`` into a :class:`MetadataStore`:
 
 =============================  ===============================================================
-``sqlite:///path/metadata.db``  :class:`~streamhouse_beam.metadata.sqlite.SqliteMetadataStore`
-                                (stdlib sqlite3; reads through a read-only connection)
+``sqlite:////abs/metadata.db``  :class:`~streamhouse_beam.metadata.sqlite.SqliteMetadataStore`
+``sqlite:///rel/metadata.db``   (stdlib sqlite3; reads through a read-only connection). Spelled
+                                as in SQLAlchemy: four slashes for an absolute path, three for
+                                one relative to the working directory
 ``postgresql://…`` /            :class:`~streamhouse_beam.metadata.postgres.PostgresMetadataStore`
 ``postgres://…``                (psycopg 3; sets ``app.current_organization_id`` for RLS)
 =============================  ===============================================================
@@ -17,6 +19,7 @@ PostgreSQL: ``connect_timeout`` (10 s), ``statement_timeout`` (30 s per statemen
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from streamhouse_beam.errors import redact
@@ -38,15 +41,19 @@ _BACKEND_OPTIONS = {
 }
 
 
-def open_metadata(url: str, organization_id: str | None = None, **options: Any) -> MetadataStore:
+def open_metadata(
+    url: str, organization_id: str | uuid.UUID | None = None, **options: Any
+) -> MetadataStore:
     """Open the metadata store at ``url``, scoped to ``organization_id``.
 
     Nothing is connected yet: connections open on first use, so the result can be built on a
     launcher machine and pickled to workers.
 
     Args:
-        url: ``sqlite:///abs/path/metadata.db``, ``postgresql://user:pw@host:port/db``.
-        organization_id: the organization to read; None uses the store's only organization
+        url: ``sqlite:////abs/path/metadata.db`` (``sqlite:///rel/path.db`` is relative to the
+            working directory, as in SQLAlchemy), ``postgresql://user:pw@host:port/db``.
+        organization_id: the organization to read (a str or a ``uuid.UUID``); None uses the
+            store's only organization
             (OrganizationError on first use when there are zero or several).
         **options: retry and backend options, see the module docstring.
 

@@ -19,6 +19,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -92,6 +93,15 @@ def _check_offset(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return value
+
+
+def organization_text(value: object) -> str:
+    """An organization id as text: a ``uuid.UUID`` (what psycopg returns for PostgreSQL's
+    ``organizations.id``) becomes its canonical string, any other value must be a non-empty str.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return _check_text("organization_id", value)
 
 
 def _check_text(name: str, value: object) -> str:
@@ -203,7 +213,7 @@ class SqlMetadataStore(MetadataStore):
         self,
         url: str,
         *,
-        organization_id: str | None,
+        organization_id: str | uuid.UUID | None,
         retry: MetadataRetryPolicy,
     ) -> None:
         self._raw_url = url
@@ -211,7 +221,7 @@ class SqlMetadataStore(MetadataStore):
         self._requested_org = (
             None
             if organization_id is None
-            else self._normalize_org(_check_text("organization_id", organization_id))
+            else self._normalize_org(organization_text(organization_id))
         )
         self._org: str | None = None
         self._columns: dict[str, set[str]] | None = None
@@ -448,9 +458,19 @@ class SqlMetadataStore(MetadataStore):
         )
         if not rows:
             raise TopicNotFoundError(
-                f"topic {topic!r} does not exist in organization {org!r} of {self.url}"
+                f"topic {topic!r} does not exist in organization {org!r} of {self.url}; "
+                + self._topics_there()
             )
         return self._topic_info(rows[0])
+
+    def _topics_there(self, shown: int = 20) -> str:
+        """What the organization holds instead, for a topic-not-found message."""
+        names = [t.name for t in self.list_topics()]
+        if not names:
+            return "it holds no topics"
+        listed = ", ".join(repr(name) for name in names[:shown])
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return f"its topics are {listed}{more}"
 
     def _partition_infos(
         self, topic: str, partition_ids: Iterable[int], only: int | None

@@ -22,6 +22,7 @@ from typing import Any
 from streamhouse_beam.errors import (
     MetadataError,
     MetadataUnavailableError,
+    MissingExtraError,
     NotAStreamHouseStoreError,
     OrganizationError,
     TopicNotFoundError,
@@ -52,9 +53,9 @@ _PERMANENT_CONNECT_MARKERS = (
 def _import_psycopg() -> Any:
     try:
         import psycopg
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise MetadataError(
-            "postgresql:// metadata URLs need psycopg 3: pip install 'streamhouse-beam[postgres]'"
+    except ImportError as exc:
+        raise MissingExtraError(
+            "postgresql:// metadata urls", "postgres", module="psycopg 3"
         ) from exc
     return psycopg
 
@@ -81,11 +82,12 @@ class PostgresMetadataStore(SqlMetadataStore):
         self,
         url: str,
         *,
-        organization_id: str | None = None,
+        organization_id: str | uuid.UUID | None = None,
         retry: MetadataRetryPolicy | None = None,
         connect_timeout: float = 10.0,
         statement_timeout: float | None = 30.0,
     ) -> None:
+        _import_psycopg()  # fail where the store is built (the launcher), not on a worker
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
         if statement_timeout is not None and (

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,13 +28,14 @@ from streamhouse_beam.errors import (
 from streamhouse_beam.metadata._retry import MetadataRetryPolicy, TransientMetadataFailure
 from streamhouse_beam.metadata._sql import REQUIRED_COLUMNS, Row, SqlMetadataStore, Statement
 
-__all__ = ["SqliteMetadataStore", "sqlite_path_from_url"]
+__all__ = ["SqliteMetadataStore", "absolute_sqlite_url", "sqlite_path_from_url"]
 
 
 def sqlite_path_from_url(url: str) -> str:
-    """The file path of a ``sqlite:///abs/path.db`` (or ``sqlite:relative.db``) URL.
+    """The file path of a SQLite URL, spelled as SQLAlchemy spells it.
 
-    SQLAlchemy's spelling ``sqlite:////abs/path.db`` is accepted too.
+    ``sqlite:////abs/path.db`` is the absolute path ``/abs/path.db``; ``sqlite:///rel/path.db``
+    and ``sqlite:rel/path.db`` are relative to the working directory (``rel/path.db``).
 
     Raises:
         ValueError: the URL is not a SQLite URL or names no file.
@@ -43,7 +45,7 @@ def sqlite_path_from_url(url: str) -> str:
         raise ValueError(f"metadata_url must start with sqlite:, got {url!r}")
     if parsed.netloc not in ("", "localhost"):
         raise ValueError(
-            f"metadata_url {url!r} has a host part; write sqlite:///absolute/path/metadata.db"
+            f"metadata_url {url!r} has a host part; write sqlite:////absolute/path/metadata.db"
         )
     if parsed.query or parsed.fragment:
         raise ValueError(
@@ -51,19 +53,34 @@ def sqlite_path_from_url(url: str) -> str:
             "arguments of open_metadata)"
         )
     path = urllib.parse.unquote(parsed.path)
-    if path.startswith("/"):
-        # sqlite:///abs and SQLAlchemy's sqlite:////abs both mean /abs.
-        path = "/" + path.lstrip("/")
+    if parsed.netloc == "localhost":
+        pass  # file-URL style, sqlite://localhost/abs: the path is absolute
+    elif url[len(parsed.scheme) + 1 :].startswith("//"):
+        # sqlite:// + "/" + path, as in SQLAlchemy: one slash more makes the path absolute.
+        path = path[1:]
+        if path.startswith("/"):
+            path = "/" + path.lstrip("/")
     if not path or path == "/":
         raise ValueError(f"metadata_url {url!r} names no database file")
     return path
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """``url`` with its path made absolute against the working directory (``sqlite:////abs``).
+
+    A pipeline's workers may run elsewhere than its launcher: a relative path is resolved where
+    the transform is built, once.
+    """
+    path = os.path.abspath(sqlite_path_from_url(url))
+    return "sqlite:///" + urllib.parse.quote(path)
 
 
 class SqliteMetadataStore(SqlMetadataStore):
     """A StreamHouse SQLite metadata store.
 
     Args:
-        url: ``sqlite:///absolute/path/metadata.db``.
+        url: ``sqlite:////absolute/path/metadata.db`` or ``sqlite:///relative/path.db``
+            (SQLAlchemy's spelling, relative to the working directory).
         organization_id: the organization to read; None picks the only one.
         retry: retry policy for locked/busy databases.
         busy_timeout: seconds SQLite itself waits on a lock within one attempt.
@@ -76,12 +93,13 @@ class SqliteMetadataStore(SqlMetadataStore):
         self,
         url: str,
         *,
-        organization_id: str | None = None,
+        organization_id: str | uuid.UUID | None = None,
         retry: MetadataRetryPolicy | None = None,
         busy_timeout: float = 1.0,
         create: bool = False,
     ) -> None:
-        self._path = os.path.abspath(sqlite_path_from_url(url))
+        self._given_path = sqlite_path_from_url(url)
+        self._path = os.path.abspath(self._given_path)
         if busy_timeout < 0:
             raise ValueError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
         self._busy_timeout = float(busy_timeout)
@@ -108,8 +126,16 @@ class SqliteMetadataStore(SqlMetadataStore):
 
     def _open(self, mode: str) -> sqlite3.Connection:
         if mode == "ro" and not os.path.exists(self._path):
+            hint = ""
+            absolute = "/" + self._given_path
+            if not os.path.isabs(self._given_path) and os.path.exists(absolute):
+                # Written as if three slashes made the path absolute: say how to spell it.
+                hint = (
+                    f" (sqlite:///{self._given_path} is relative to the working directory, "
+                    f"as in SQLAlchemy; for {absolute} write sqlite:///{absolute})"
+                )
             raise MetadataUnavailableError(
-                f"{self.url}: database file {self._path!r} does not exist"
+                f"{self.url}: database file {self._path!r} does not exist{hint}"
             )
         try:
             conn = sqlite3.connect(

@@ -10,9 +10,14 @@
 ``gs://bucket``     :class:`~streamhouse_beam.storage.gcs.GcsStore` (google-cloud-storage;
                     ``STORAGE_EMULATOR_HOST`` honoured)
 ``memory://name``   :class:`~streamhouse_beam.storage.memory.MemoryStore`, in-process, for tests
+                    (``memory://`` alone uses the bucket of each segment row)
 ==================  ==========================================================================
 
-Backends are imported lazily, so boto3 and google-cloud-storage are only needed when used.
+A URL means what it says: a bucket it names is the bucket read, whatever the segment rows
+recorded (a replica, a renamed bucket); only a bucket-less URL reads each row's bucket.
+
+Backends are imported lazily, so boto3 and google-cloud-storage are only needed when used
+(a store built without its SDK raises :class:`~streamhouse_beam.errors.MissingExtraError`).
 Every backend percent-encodes keys exactly as StreamHouse does (:func:`encode_key`, §2.6).
 """
 

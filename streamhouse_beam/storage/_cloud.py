@@ -2,7 +2,7 @@
 
 :class:`CloudStore` holds the URL's default bucket, the retry budget with its per-instance
 counter, and the parts of every call that do not depend on the SDK: choosing the bucket (the
-segment row's, else the URL's, spec §2.1) and encoding the key (§2.6), checking range
+URL's, else the segment row's: see :meth:`CloudStore._target`) and encoding the key (§2.6), checking range
 arguments, answering zero-length reads with a size check, keeping the right bytes when a
 server ignores a Range header, treating a delete of a missing object as done, and running
 each call under the retry budget with its SDK errors mapped (:meth:`CloudStore._call`). A
@@ -14,20 +14,42 @@ the mapping of its SDK's exceptions (:meth:`CloudStore._map_error`).
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from streamhouse_beam.errors import ObjectNotFoundError, StorageError, UnsafeKeyError
+from streamhouse_beam.errors import (
+    MissingExtraError,
+    ObjectNotFoundError,
+    StorageError,
+    StorageRootNotFoundError,
+    UnsafeKeyError,
+)
 from streamhouse_beam.storage._retry import RetryCounter, RetryPolicy, call_with_retry
 from streamhouse_beam.storage.base import ObjectStore
 from streamhouse_beam.storage.keys import encode_key
 
-__all__ = ["RETRY_OPTIONS", "CloudStore", "InvalidRange"]
+__all__ = ["RETRY_OPTIONS", "CloudStore", "InvalidRange", "import_sdk"]
 
 T = TypeVar("T")
 
 #: storage_options every network store accepts: its retry budget.
 RETRY_OPTIONS = frozenset({"retry_attempts", "retry_base_delay", "retry_max_delay"})
+
+
+def import_sdk(module: str, *, scheme: str, extra: str, package: str) -> Any:
+    """Import a backend's SDK ``module``, or say which extra installs it.
+
+    Called when a store is built (on the launcher, when the transform is), so a missing SDK is
+    one line naming ``pip install 'streamhouse-beam[extra]'`` instead of a worker traceback.
+
+    Raises:
+        MissingExtraError: ``module`` cannot be imported.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"{scheme}:// storage urls", extra, module=package) from exc
 
 
 class InvalidRange(Exception):
@@ -38,7 +60,8 @@ class CloudStore(ObjectStore):
     """Base of the network stores: bucket targeting, retry budget and range semantics.
 
     Args:
-        bucket: the URL's bucket, used when a segment row's bucket is empty.
+        bucket: the URL's bucket: every call reads it, whatever the segment row says; ``""``
+            (``s3://``, ``gs://``) reads each row's bucket.
         retry_attempts: attempts per operation for transient failures (default 6).
         retry_base_delay: first backoff ceiling in seconds (default 0.1), doubling per retry.
         retry_max_delay: cap on one backoff sleep in seconds (default 5).
@@ -123,8 +146,13 @@ class CloudStore(ObjectStore):
     # ----------------------------------------------------------------------------------------
 
     def _target(self, key: str, bucket: str | None) -> tuple[str, str]:
-        """The bucket to call (the row's, else the URL's) and the encoded object name."""
-        target = bucket or self.bucket
+        """The bucket to call and the encoded object name.
+
+        The URL's bucket when it names one, so ``s3://replica`` reads the replica (or a renamed
+        bucket) whatever the rows recorded; the row's bucket only for a bucket-less URL. Spec
+        §2.1: StreamHouse's own readers ignore the row's bucket too.
+        """
+        target = self._bucket_for(bucket)
         if not target:
             raise StorageError(
                 "no bucket to read from: the segment row's bucket is empty and the store url "
@@ -137,6 +165,22 @@ class CloudStore(ObjectStore):
                 "key names no object (it is empty after normalisation)", key=key, bucket=target
             )
         return target, name
+
+    def _bucket_for(self, row_bucket: str | None) -> str:
+        return self.bucket or row_bucket or ""
+
+    @abc.abstractmethod
+    def _bucket_exists(self, bucket: str) -> bool | None:
+        """Whether ``bucket`` exists; ``None`` when the store cannot tell (refused, failed)."""
+
+    def check_root(self, *, bucket: str | None = None) -> None:
+        target = self._bucket_for(bucket)
+        if target and self._bucket_exists(target) is False:
+            raise StorageRootNotFoundError(
+                f"the bucket does not exist; check the storage url ({self.url}) and, for a "
+                f"bucket-less {self.scheme}:// url, the segment rows' bucket",
+                bucket=target,
+            )
 
     def _call(self, what: str, key: str, bucket: str | None, attempt: Callable[[str, str], T]) -> T:
         """Run ``attempt(bucket, object name)`` under this store's retry budget.

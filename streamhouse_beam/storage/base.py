@@ -15,8 +15,10 @@ class ObjectStore(abc.ABC):
     """Read (and, for the testing helpers, write) segment objects.
 
     Implementations must be picklable: clients are created lazily on first use and dropped in
-    ``__getstate__``. ``bucket`` overrides the store's own bucket for one call (StreamHouse
-    records a bucket per segment row); backends without buckets ignore it.
+    ``__getstate__``. ``bucket`` is the segment row's bucket (StreamHouse records one per
+    row): a store whose URL names a bucket reads that bucket whatever the row says (a replica,
+    a renamed bucket), a bucket-less URL (``s3://``, ``gs://``) reads the row's, and backends
+    without buckets ignore it.
     """
 
     #: URL scheme this backend serves ("file", "s3", "gs", "memory").
@@ -59,6 +61,20 @@ class ObjectStore(abc.ABC):
         except ObjectNotFoundError:
             return False
         return True
+
+    def check_root(self, *, bucket: str | None = None) -> None:  # noqa: B027 - optional hook
+        """Raise if the directory or bucket the store reads from does not exist.
+
+        The read path asks this when an object is missing, to tell a configuration error (a
+        mistyped storage url, a bucket never created) from a deleted segment. A store that
+        cannot tell (no permission to look, a transient failure) returns without raising.
+
+        Args:
+            bucket: the segment row's bucket, as for the reads.
+
+        Raises:
+            StorageRootNotFoundError: the root directory or the bucket does not exist.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections; the store stays usable (they are re-created)."""

@@ -1,7 +1,8 @@
 """``gs://bucket``: segments in Google Cloud Storage, via google-cloud-storage.
 
 StreamHouse reaches GCS through object_store as well, so object names are the §2.6-encoded
-keys, and the segment row's bucket wins over the URL's when it is non-empty (§2.1).
+keys. The URL's bucket is read whatever the segment rows say; only a bucket-less ``gs://``
+reads each row's bucket (§2.1).
 Credentials come from Application Default Credentials; with ``STORAGE_EMULATOR_HOST`` set
 (gcp-storage-emulator, fake-gcs-server) the client talks to the emulator anonymously.
 
@@ -18,7 +19,7 @@ import threading
 from typing import Any
 
 from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
-from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange
+from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
 from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["GCS_OPTIONS", "GcsStore", "map_google_error"]
@@ -113,11 +114,18 @@ def _is_transport_failure(exc: BaseException) -> bool:
     return isinstance(exc, transient)
 
 
+def _import_storage() -> Any:
+    return import_sdk(
+        "google.cloud.storage", scheme="gs", extra="gcs", package="google-cloud-storage"
+    )
+
+
 class GcsStore(CloudStore):
     """Objects in GCS buckets, read with google-cloud-storage.
 
     Args:
-        bucket: the URL's bucket, used when a segment row's bucket is empty.
+        bucket: the URL's bucket, read by every call; ``""`` (``gs://``) reads each segment
+            row's bucket.
         project: GCP project for the client (not needed for object reads).
         anonymous: use anonymous credentials (public buckets, emulators). Automatic when
             ``STORAGE_EMULATOR_HOST`` is set.
@@ -144,6 +152,7 @@ class GcsStore(CloudStore):
         retry_base_delay: float | None = None,
         retry_max_delay: float | None = None,
     ) -> None:
+        _import_storage()
         super().__init__(
             bucket,
             retry_attempts=retry_attempts,
@@ -193,8 +202,7 @@ class GcsStore(CloudStore):
         client = getattr(self._local, "client", None)
         if client is not None:
             return client
-        from google.cloud import storage  # type: ignore[attr-defined]  # namespace package without stubs
-
+        storage = _import_storage()
         kwargs: dict[str, Any] = {"project": self.project}
         if self.endpoint:
             kwargs["client_options"] = {"api_endpoint": self.endpoint}
@@ -264,6 +272,13 @@ class GcsStore(CloudStore):
             return int(blob.size)
 
         return self._call("GCS HEAD", key, bucket, attempt)
+
+    def _bucket_exists(self, bucket: str) -> bool | None:
+        try:
+            exists: bool = self.client().bucket(bucket).exists(timeout=self.timeout, retry=None)
+        except Exception:  # refused (storage.buckets.get) or failed: cannot tell
+            return None
+        return exists
 
     def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
         payload = bytes(data)

@@ -22,6 +22,7 @@ from streamhouse_beam.errors import (
     ObjectNotFoundError,
     StorageError,
     StoragePermissionError,
+    StorageRootNotFoundError,
     UnsafeKeyError,
 )
 from streamhouse_beam.storage.base import ObjectStore
@@ -131,6 +132,13 @@ class LocalFileStore(ObjectStore):
                 "key resolves outside the store root through a symbolic link", key=key, bucket=root
             )
         return candidate
+
+    def check_root(self, *, bucket: str | None = None) -> None:
+        if not self.root.is_dir():
+            raise StorageRootNotFoundError(
+                f"the storage root directory {str(self.root)!r} does not exist; check the "
+                f"storage url {self.url}"
+            )
 
     def _os_error(self, exc: OSError, key: str, what: str) -> StorageError:
         root = str(self.root)

@@ -2,8 +2,9 @@
 
 All ``MemoryStore`` instances of one process share one set of buckets, so a store that
 Beam pickles and unpickles inside the same process (FnApiRunner, DirectRunner) sees the
-same objects. ``memory://name`` uses ``name`` as its default bucket; a per-call ``bucket``
-(a segment row's ``s3_bucket``) addresses another bucket, just as on S3. Objects are
+same objects. ``memory://name`` reads and writes the bucket ``name`` whatever a per-call
+``bucket`` (a segment row's ``s3_bucket``) says; ``memory://`` uses the per-call bucket, else
+``"default"``: the same rule as ``s3://``. Objects are
 stored under their §2.6-encoded names. Nothing is shared across processes.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from streamhouse_beam.errors import ObjectNotFoundError, UnsafeKeyError
+from streamhouse_beam.errors import ObjectNotFoundError, StorageRootNotFoundError, UnsafeKeyError
 from streamhouse_beam.storage.base import ObjectStore
 from streamhouse_beam.storage.keys import encode_key
 
@@ -41,7 +42,8 @@ class MemoryStore(ObjectStore):
     """Objects in a process-wide dict of buckets.
 
     Args:
-        name: the default bucket (``memory://name``); ``"default"`` when empty.
+        name: the bucket (``memory://name``); ``""`` uses each call's bucket, else
+            ``"default"``.
     """
 
     scheme = "memory"
@@ -49,7 +51,7 @@ class MemoryStore(ObjectStore):
     def __init__(self, name: str = "") -> None:
         if "/" in name:
             raise ValueError(f"memory store name must not contain '/', got {name!r}")
-        self.name = name or DEFAULT_BUCKET
+        self.name = name
 
     def __repr__(self) -> str:
         return f"MemoryStore({self.url!r})"
@@ -67,9 +69,21 @@ class MemoryStore(ObjectStore):
         """Counters for metrics (``retries``)."""
         return {"retries": 0}
 
+    def _bucket(self, bucket: str | None) -> str:
+        return self.name or bucket or DEFAULT_BUCKET
+
+    def check_root(self, *, bucket: str | None = None) -> None:
+        target = self._bucket(bucket)
+        with _LOCK:
+            exists = target in _BUCKETS
+        if not exists:
+            raise StorageRootNotFoundError(
+                f"the bucket does not exist in the memory store ({self.url})", bucket=target
+            )
+
     def _locate(self, key: str, bucket: str | None) -> tuple[str, str]:
         name = encode_key(key)
-        target = bucket or self.name
+        target = self._bucket(bucket)
         if not name:
             raise UnsafeKeyError(
                 "key names no object (it is empty after normalisation)", key=key, bucket=target
@@ -115,12 +129,12 @@ class MemoryStore(ObjectStore):
     def object_names(self, *, bucket: str | None = None) -> list[str]:
         """Return the (encoded) object names in a bucket, sorted; for tests and debugging."""
         with _LOCK:
-            return sorted(_BUCKETS.get(bucket or self.name, {}))
+            return sorted(_BUCKETS.get(self._bucket(bucket), {}))
 
     def clear(self, *, bucket: str | None = None) -> None:
         """Remove every object of a bucket (default: this store's own bucket)."""
         with _LOCK:
-            _BUCKETS.pop(bucket or self.name, None)
+            _BUCKETS.pop(self._bucket(bucket), None)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (MemoryStore, (self.name,))

@@ -1,8 +1,8 @@
 """``s3://bucket`` (or ``s3://``): segments in Amazon S3 or an S3-compatible store, via boto3.
 
-The bucket of each call is the segment row's ``s3_bucket`` when it is non-empty, else the
-URL's bucket (spec §2.1: StreamHouse's own readers ignore the row's bucket, a third-party
-reader should prefer it). Endpoint, region and credentials follow the standard AWS settings
+The bucket of each call is the URL's bucket; only a bucket-less ``s3://`` reads the segment
+row's ``s3_bucket`` (so ``s3://replica`` reads a replica or a renamed bucket whatever the rows
+recorded; spec §2.1: StreamHouse's own readers ignore the row's bucket too). Endpoint, region and credentials follow the standard AWS settings
 (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
 profiles, instance roles, ...), so MinIO or moto work by environment alone. StreamHouse's
 own ``S3_ENDPOINT`` variable is used as the endpoint when no AWS endpoint setting is present.
@@ -20,8 +20,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
-from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange
+from streamhouse_beam.errors import (
+    ObjectNotFoundError,
+    StorageError,
+    StoragePermissionError,
+    StorageRootNotFoundError,
+)
+from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
 from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["S3_OPTIONS", "S3Store", "map_client_error"]
@@ -95,6 +100,10 @@ _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 _INVALID_RANGE_CODES = frozenset({"InvalidRange", "416", "RequestedRangeNotSatisfiable"})
 
 
+def _import_boto3() -> Any:
+    return import_sdk("boto3", scheme="s3", extra="s3", package="boto3")
+
+
 class _Secret:
     """A credential that prints as ``***`` wherever it ends up (repr, logs, tracebacks)."""
 
@@ -149,7 +158,7 @@ def map_client_error(
     if code in _NOT_FOUND_CODES or (status == 404 and code not in ("NoSuchBucket",)):
         return ObjectNotFoundError(f"{what}: object not found", key=key, bucket=bucket)
     if code == "NoSuchBucket":
-        return StorageError(
+        return StorageRootNotFoundError(
             f"{what}: bucket does not exist; check the storage url and the segment rows' bucket",
             key=key,
             bucket=bucket,
@@ -169,7 +178,8 @@ class S3Store(CloudStore):
     """Objects in S3 buckets, read with boto3.
 
     Args:
-        bucket: the URL's bucket, used when a segment row's bucket is empty ("" for ``s3://``).
+        bucket: the URL's bucket, read by every call; ``""`` (``s3://``) reads each segment
+            row's bucket.
         endpoint_url: S3 endpoint (MinIO, moto); default from AWS settings / ``S3_ENDPOINT``.
         region_name: AWS region; default from AWS settings.
         aws_access_key_id: access key; default from AWS settings.
@@ -207,6 +217,7 @@ class S3Store(CloudStore):
         retry_base_delay: float | None = None,
         retry_max_delay: float | None = None,
     ) -> None:
+        _import_boto3()
         super().__init__(
             bucket,
             retry_attempts=retry_attempts,
@@ -274,7 +285,7 @@ class S3Store(CloudStore):
             return client
         with self._lock:
             if self._client is None:
-                import boto3
+                boto3 = _import_boto3()
                 from botocore.config import Config
 
                 session = boto3.session.Session(profile_name=self.profile_name)
@@ -403,6 +414,21 @@ class S3Store(CloudStore):
             return int(self.client().head_object(Bucket=target, Key=name)["ContentLength"])
 
         return self._call("S3 HEAD", key, bucket, attempt)
+
+    def _bucket_exists(self, bucket: str) -> bool | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client().head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            response: Mapping[str, Any] = getattr(exc, "response", None) or {}
+            code = str((response.get("Error") or {}).get("Code") or "")
+            if code in ("404", "NoSuchBucket", "NotFound") or _status_of(response) == 404:
+                return False
+            return None  # refused (HeadBucket needs s3:ListBucket) or failed: cannot tell
+        except BotoCoreError:
+            return None
+        return True
 
     def put(self, key: str, data: bytes, *, bucket: str | None = None) -> None:
         payload = bytes(data)

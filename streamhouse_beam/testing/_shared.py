@@ -35,6 +35,9 @@ class WrappedStore(ObjectStore):
     def delete(self, key: str, *, bucket: str | None = None) -> None:
         self.inner.delete(key, bucket=bucket)
 
+    def check_root(self, *, bucket: str | None = None) -> None:
+        self.inner.check_root(bucket=bucket)
+
     def close(self) -> None:
         self.inner.close()
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from streamhouse_beam.metadata import open_metadata
-from streamhouse_beam.metadata._sql import SqlMetadataStore
+from streamhouse_beam.metadata._sql import SqlMetadataStore, organization_text
 from streamhouse_beam.metadata.base import MetadataStore
 from streamhouse_beam.records import SegmentInfo, TopicInfo, TopicPartition
 from streamhouse_beam.segment.format import Compression
@@ -80,10 +80,11 @@ class LocalStreamHouse:
     """Writes StreamHouse-compatible topics into a metadata store and an object store.
 
     Args:
-        metadata_url: ``sqlite:///abs/path/metadata.db`` (created when missing) or a
+        metadata_url: ``sqlite:////abs/path/metadata.db`` (created when missing) or a
             ``postgresql://`` URL of an existing database, connected as its owner.
         store: an ObjectStore, or a storage URL for :func:`streamhouse_beam.storage.open_store`.
-        organization_id: the organization written to; a new UUID when None.
+        organization_id: the organization written to (a str, or the ``uuid.UUID`` psycopg
+            returns for PostgreSQL's ``organizations.id``); a new UUID when None.
         org_prefix: keys under ``org-{id}/data/`` (StreamHouse at HEAD) rather than ``data/``.
         compression: ``"lz4"`` (every production writer) or ``"none"``.
         segment_max_records: roll a segment once it holds this many records.
@@ -102,7 +103,7 @@ class LocalStreamHouse:
         metadata_url: str,
         store: ObjectStore | str,
         *,
-        organization_id: str | None = None,
+        organization_id: str | uuid.UUID | None = None,
         org_prefix: bool = True,
         compression: str | Compression = "lz4",
         segment_max_records: int = 10_000,
@@ -124,7 +125,9 @@ class LocalStreamHouse:
             compression = names[compression.lower()]
         self.metadata_url = metadata_url
         self.store: ObjectStore = open_store(store) if isinstance(store, str) else store
-        self.organization_id = organization_id if organization_id is not None else str(uuid.uuid4())
+        self.organization_id = (
+            organization_text(organization_id) if organization_id is not None else str(uuid.uuid4())
+        )
         self.org_prefix = org_prefix
         self.legacy_data_prefix = legacy_data_prefix
         self.compression = Compression(compression)
@@ -153,10 +156,12 @@ class LocalStreamHouse:
         self.create_organization(self.organization_id)
 
     def create_organization(
-        self, organization_id: str | None = None, name: str | None = None
+        self, organization_id: str | uuid.UUID | None = None, name: str | None = None
     ) -> str:
         """Insert an organization row (nothing happens if it exists); returns its id."""
-        org = organization_id if organization_id is not None else str(uuid.uuid4())
+        org = (
+            organization_text(organization_id) if organization_id is not None else str(uuid.uuid4())
+        )
         org = self._db._normalize_org(org)
         now = self._now_ms()
         self._db._write(
