@@ -65,7 +65,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -76,7 +75,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
-from streamhouse_beam.testing.servers import _ChildServer, free_port
+from streamhouse_beam.testing.servers import _GrpcChildServer, free_port
 
 __all__ = [
     "CheckpointInfo",
@@ -986,7 +985,7 @@ def _cmdline(pid: int) -> list[str]:
     return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
 
 
-class SdkWorkerPool(_ChildServer):
+class SdkWorkerPool(_GrpcChildServer):
     """Beam's external worker pool service on 127.0.0.1, one Python process per SDK worker.
 
     Pipelines use it with ``--environment_type=EXTERNAL --environment_config=127.0.0.1:PORT``
@@ -1015,11 +1014,6 @@ class SdkWorkerPool(_ChildServer):
         super().__init__(startup_timeout=startup_timeout)
         self.python = python or sys.executable
         self._env = dict(env or {})
-
-    @property
-    def endpoint(self) -> str:
-        """``127.0.0.1:PORT``, for ``--environment_config``."""
-        return f"{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -1078,16 +1072,6 @@ class SdkWorkerPool(_ChildServer):
 
     def _child_env(self) -> dict[str, str]:
         return {**super()._child_env(), **self._env}
-
-    def _probe_target(self) -> str:
-        return self.endpoint
-
-    def _probe(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), 1):
-                return True
-        except OSError:
-            return False
 
     def start(self) -> SdkWorkerPool:
         """Start the pool and wait until its port accepts connections.

@@ -22,12 +22,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import socket
 import sys
 import tempfile
 from collections.abc import Sequence
 
-from streamhouse_beam.testing.servers import _ChildServer
+from streamhouse_beam.testing.servers import _GrpcChildServer
 
 __all__ = [
     "FLINK_JAVA17_OPENS",
@@ -258,7 +257,7 @@ def portable_pipeline_args(
     return args + _common_args(streaming=streaming, extra=extra)
 
 
-class PortableJobService(_ChildServer):
+class PortableJobService(_GrpcChildServer):
     """Beam's local (Python) job service as a child process on a free loopback port.
 
     It serves the Job API that ``PortableRunner`` submits to, and runs each job with Beam's
@@ -280,11 +279,6 @@ class PortableJobService(_ChildServer):
         self.python = python or sys.executable
         self._staging: tempfile.TemporaryDirectory[str] | None = None
 
-    @property
-    def endpoint(self) -> str:
-        """``127.0.0.1:PORT``, for ``--job_endpoint``."""
-        return f"{self.host}:{self.port}"
-
     def _command(self, port: int) -> Sequence[str]:
         if self._staging is None:
             self._staging = tempfile.TemporaryDirectory(prefix="streamhouse-job-service-")
@@ -295,16 +289,6 @@ class PortableJobService(_ChildServer):
             f"--port={port}",
             f"--staging_dir={self._staging.name}",
         ]
-
-    def _probe_target(self) -> str:
-        return self.endpoint
-
-    def _probe(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), 1):
-                return True
-        except OSError:
-            return False
 
     def start(self) -> PortableJobService:
         """Start the job service and wait until its port accepts connections."""

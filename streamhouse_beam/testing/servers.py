@@ -190,6 +190,25 @@ class _ChildServer:
         self.stop()
 
 
+class _GrpcChildServer(_ChildServer):
+    """A child server speaking gRPC on ``127.0.0.1:PORT``: ready once the port accepts."""
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:PORT``, as gRPC clients and Beam's options name it."""
+        return f"{self.host}:{self.port}"
+
+    def _probe_target(self) -> str:
+        return self.endpoint
+
+    def _probe(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), 1):
+                return True
+        except OSError:
+            return False
+
+
 class MotoServer(_ChildServer):
     """moto's standalone server (S3 and the other AWS APIs) on 127.0.0.1.
 
