@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -126,6 +128,64 @@ def test_reads_use_a_read_only_connection(tmp_path: Path) -> None:
     store.list_topics()
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         store._reader().execute("DELETE FROM topics")
+
+
+def _die_inside_a_write_transaction(path: str) -> None:
+    """A process that commits offsets and is killed before its transaction ends.
+
+    A tiny page cache makes SQLite write changed pages to the database file during the
+    transaction, so the rollback journal it leaves behind is hot.
+    """
+    program = (
+        "import os, sqlite3, sys\n"
+        "conn = sqlite3.connect(f'file:{sys.argv[1]}?mode=rw', uri=True, isolation_level=None)\n"
+        "conn.execute('PRAGMA cache_size = 5')\n"
+        "conn.execute('BEGIN IMMEDIATE')\n"
+        "conn.execute('UPDATE consumer_offsets SET committed_offset = 999')\n"
+        "conn.execute('CREATE TABLE scratch (b BLOB)')\n"
+        "for _ in range(2000):\n"
+        "    conn.execute('INSERT INTO scratch VALUES (?)', (os.urandom(512),))\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", program, path], check=True, timeout=60)
+
+
+def test_a_writer_killed_inside_a_transaction_leaves_the_store_readable(tmp_path: Path) -> None:
+    lsh = _lsh(tmp_path)
+    lsh.create_topic("orders", 1)
+    lsh.metadata().commit_offsets("g", {TopicPartition("orders", 0): 2})
+    store = _fast_store(lsh)
+    _die_inside_a_write_transaction(store.path)
+    assert Path(store.path + "-journal").stat().st_size > 0
+    # A read-only connection alone cannot read past the hot journal (SQLite refuses).
+    conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        conn.execute("SELECT name FROM sqlite_master").fetchall()
+    conn.close()
+    # The store rolls the dead writer's transaction back and reads what was committed.
+    assert store.committed_offset("g", "orders", 0) == 2
+    assert [t.name for t in store.list_topics()] == ["orders"]
+    assert not store._reader().execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'scratch'"
+    ).fetchall()
+
+
+def test_a_hot_journal_that_cannot_be_rolled_back_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lsh = _lsh(tmp_path)
+    lsh.create_topic("orders", 1)
+    store = _fast_store(lsh)
+    _die_inside_a_write_transaction(store.path)
+    real = store._file_uri
+
+    def no_write_access(mode: str) -> str:
+        # What a reader without write permission on the file meets (root ignores modes).
+        return real(mode) if mode == "ro" else f"file:{tmp_path}/no/such/dir/x.db?mode=rw"
+
+    monkeypatch.setattr(store, "_file_uri", no_write_access)
+    with pytest.raises(MetadataUnavailableError, match=r"hot journal .*metadata\.db-journal"):
+        store.list_topics()
 
 
 def test_missing_database_file_is_reported_not_created(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ modify the store by accident; only :meth:`SqliteMetadataStore.commit_offsets` op
 writable connection (``mode=rw``: it never creates a database), with foreign keys enforced as
 StreamHouse's own connections are. "database is locked" and "busy" are retried with backoff
 (each attempt first waits ``busy_timeout`` seconds inside SQLite); other failures map to
-project errors.
+project errors. One case needs write access to read at all: a writer killed inside a
+transaction leaves a hot rollback journal that a read-only connection cannot get past; the
+store then opens the file for writing once, which makes SQLite roll that transaction back.
 """
 
 from __future__ import annotations
@@ -198,7 +200,40 @@ class SqliteMetadataStore(SqlMetadataStore):
         try:
             return list(self._reader().execute(sql, tuple(params)).fetchall())
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY_ROLLBACK:
+                raise self._map(exc, "read") from exc
+        # A writer died inside a transaction (a worker killed while it committed offsets) and
+        # left a hot rollback journal: until a connection with write access rolls it back, no
+        # read-only connection can read the database at all.
+        self._roll_back_hot_journal()
+        try:
+            return list(self._reader().execute(sql, tuple(params)).fetchall())
+        except sqlite3.Error as exc:
             raise self._map(exc, "read") from exc
+
+    def _roll_back_hot_journal(self) -> None:
+        """Let SQLite roll back a dead writer's unfinished transaction, then reopen the reader.
+
+        Opening the database with write access (never creating it) and reading from it is what
+        makes SQLite restore the pages the journal holds; committed data is never touched.
+        """
+        journal = self._path + "-journal"
+        self._drop_connections()
+        try:
+            conn = sqlite3.connect(
+                self._file_uri("rw"), uri=True, timeout=self._busy_timeout, isolation_level=None
+            )
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise MetadataUnavailableError(
+                f"{self.url}: cannot read: a writer died inside a transaction and left the hot "
+                f"journal {journal!r}, which only a connection with write access can roll back, "
+                f"and opening {self._path!r} for writing failed ({exc}); open the database once "
+                "with write access (StreamHouse or the sqlite3 shell do it on their next access)"
+            ) from exc
 
     def _write_once(self, statements: Sequence[Statement]) -> None:
         conn = self._writer()
