@@ -45,6 +45,7 @@ from streamhouse_beam.beam import ReadFromStreamHouse
 from streamhouse_beam.testing.flink_cluster import (
     FlinkClusterError,
     FlinkSessionCluster,
+    SdkWorker,
     SdkWorkerPool,
     flink_cluster_pipeline_args,
 )
@@ -345,11 +346,22 @@ def test_sdk_worker_killed_mid_stream_restarts_from_checkpoint_without_loss(
     healthy: FlinkSessionCluster, pool: SdkWorkerPool, tmp_path: pathlib.Path
 ) -> None:
     killed: list[int] = []
+    # Workers of earlier jobs may still be shutting down (or, orphaned by the TaskManager
+    # killed in another test, be about to exit): killing one of those would fail nothing.
+    earlier = {worker.pid for worker in pool.workers()}
 
     def kill_one_sdk_worker(job_id: str) -> None:
-        workers = pool.wait_for_workers(1, timeout=TIMEOUT)
-        pool.kill_worker(workers[0])
-        killed.append(workers[0].pid)
+        def of_this_job() -> list[SdkWorker]:
+            return [worker for worker in pool.workers() if worker.pid not in earlier]
+
+        wait_for(
+            lambda: bool(of_this_job()),
+            timeout=TIMEOUT,
+            what=f"an SDK worker of job {job_id} (workers of earlier jobs: {sorted(earlier)})",
+        )
+        victim = of_this_job()[0]
+        pool.kill_worker(victim)
+        killed.append(victim.pid)
 
     _kill_mid_stream(healthy, pool, tmp_path, kill_one_sdk_worker)
     assert killed

@@ -937,12 +937,22 @@ _WORKER_MARKER = "streamhouse-sdk-worker"
 
 # Each worker is its own interpreter running Beam's SDK harness against the TaskManager's
 # control endpoint. The marker and the worker id in argv identify it in /proc.
+# When the harness's control stream ends (the job was cancelled, or its TaskManager died) the
+# process exits at once: Beam's harness leaves non-daemon threads behind that would otherwise
+# keep an orphaned worker alive for good.
 _WORKER_PROGRAM = (
-    "import logging, sys\n"
+    "import logging, os, sys\n"
     "logging.basicConfig(level=logging.WARNING, format='%(asctime)s sdk-worker %(process)d "
     "%(levelname)s %(name)s: %(message)s')\n"
     "from apache_beam.runners.worker.sdk_worker import SdkHarness\n"
-    "SdkHarness(sys.argv[1], worker_id=sys.argv[2]).run()\n"
+    "code = 0\n"
+    "try:\n"
+    "    SdkHarness(sys.argv[1], worker_id=sys.argv[2]).run()\n"
+    "except BaseException:\n"
+    "    logging.exception('the SDK harness of worker %s ended', sys.argv[2])\n"
+    "    code = 1\n"
+    "logging.shutdown()\n"
+    "os._exit(code)\n"
 )
 
 
