@@ -165,9 +165,9 @@ def test_a_writer_killed_inside_a_transaction_leaves_the_store_readable(tmp_path
     # The store rolls the dead writer's transaction back and reads what was committed.
     assert store.committed_offset("g", "orders", 0) == 2
     assert [t.name for t in store.list_topics()] == ["orders"]
-    assert not store._reader().execute(
-        "SELECT 1 FROM sqlite_master WHERE name = 'scratch'"
-    ).fetchall()
+    assert (
+        not store._reader().execute("SELECT 1 FROM sqlite_master WHERE name = 'scratch'").fetchall()
+    )
 
 
 def test_a_hot_journal_that_cannot_be_rolled_back_is_named(

@@ -32,6 +32,10 @@ from streamhouse_beam.metadata._sql import REQUIRED_COLUMNS, Row, SqlMetadataSto
 
 __all__ = ["SqliteMetadataStore", "absolute_sqlite_url", "sqlite_path_from_url"]
 
+#: SQLite's extended result code for "a hot journal needs rolling back and this connection is
+#: read-only" (``sqlite3.SQLITE_READONLY_ROLLBACK`` on Python 3.11+, not in typeshed).
+_SQLITE_READONLY_ROLLBACK = 776
+
 
 def sqlite_path_from_url(url: str) -> str:
     """The file path of a SQLite URL, spelled as SQLAlchemy spells it.
@@ -200,7 +204,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         try:
             return list(self._reader().execute(sql, tuple(params)).fetchall())
         except sqlite3.Error as exc:
-            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY_ROLLBACK:
+            if getattr(exc, "sqlite_errorcode", None) != _SQLITE_READONLY_ROLLBACK:
                 raise self._map(exc, "read") from exc
         # A writer died inside a transaction (a worker killed while it committed offsets) and
         # left a hot rollback journal: until a connection with write access rolls it back, no
