@@ -19,7 +19,6 @@ from apache_beam.runners.sdf_utils import (
 
 from streamhouse_beam import ReadFromStreamHouse
 from streamhouse_beam.beam.read_fn import ReadPartitionsFn
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from tests.read_helpers import urls
 
 
@@ -65,7 +64,8 @@ class Harness:
         self.fn = ReadPartitionsFn(ReadFromStreamHouse("t", **urls(tmp), **kwargs).config)
         self.fn.setup()
         self.fn.start_bundle()
-        self.provider = PartitionWatermarkEstimatorProvider()
+        # The DoFn is its own watermark estimator provider (the read's event-time policy).
+        self.provider = self.fn
 
     def start(self, element: Any) -> tuple[Any, Any]:
         """The initial restriction and watermark-estimator state of ``element``."""

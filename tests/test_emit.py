@@ -112,13 +112,15 @@ def test_malformed_records_raise_type_errors_before_any_output() -> None:
         pytest.skip("the C argument checks")
     from streamhouse_beam.beam._emit import windowed_records  # type: ignore[import-not-found]
 
-    args = ("t", 0, StreamHouseRecord, False, WindowedValue, Timestamp, GLOBAL)
+    args = ("t", 0, StreamHouseRecord, False, WindowedValue, Timestamp, GLOBAL, None)
     with pytest.raises(TypeError, match=r"records\[1\]"):
         windowed_records([(0, 0, None, b""), (1, 2)], None, *args)
     with pytest.raises(TypeError, match="values must be"):
         windowed_records([(0, 0, None, b"")], [], *args)
     with pytest.raises(TypeError, match="row_type"):
-        windowed_records([], None, "t", 0, dict, False, WindowedValue, Timestamp, GLOBAL)
+        windowed_records([], None, "t", 0, dict, False, WindowedValue, Timestamp, GLOBAL, None)
+    with pytest.raises(TypeError, match="times must be"):
+        windowed_records([(0, 0, None, b"")], None, *args[:-1], [])
 
 
 def test_abandoned_iterators_free_what_they_hold() -> None:

@@ -10,7 +10,8 @@
  * against Beam's own constructor by emit.py before this function is ever used (see
  * emit._timestamp_layout_ok).
  *
- * windowed_records(records, values, topic, partition, row_type, kv, wv_type, ts_type, windows)
+ * windowed_records(records, values, topic, partition, row_type, kv, wv_type, ts_type, windows,
+ *                  times)
  *   records:   list of (offset, timestamp_ms, key, raw_value) tuples (the decoder's output)
  *   values:    None (values are the raw bytes) or a list of decoded values, one per record
  *   topic, partition: put in every row
@@ -19,6 +20,9 @@
  *   wv_type:   apache_beam.utils.windowed_value.WindowedValue
  *   ts_type:   streamhouse_beam.beam.emit.EventTime (a Timestamp subclass)
  *   windows:   the windows tuple of every output
+ *   times:     None: each output's timestamp is its record's (an EventTime of timestamp_ms);
+ *              a list as long as records: output i's timestamp is times[i]; any other object:
+ *              the timestamp of every output (event-time policies other than record time)
  * Returns (an iterator making the outputs one per next(), largest timestamp_ms), or None when
  * a timestamp does not fit Beam's int64 microseconds (the caller then takes the pure-Python
  * path, which reports it). Every record is checked before the iterator is returned.
@@ -101,6 +105,7 @@ typedef struct {
     Py_ssize_t next;
     uint64_t prev_ms;
     PyObject *ts; /* the Timestamp of prev_ms, shared by records of one millisecond */
+    PyObject *times; /* NULL: record timestamps; a list: one per record; else: one for all */
 } OutputsIter;
 
 static void
@@ -116,6 +121,7 @@ outputs_dealloc(OutputsIter *it)
     Py_XDECREF(it->ts_type);
     Py_XDECREF(it->windows);
     Py_XDECREF(it->ts);
+    Py_XDECREF(it->times);
     PyObject_GC_Del(it);
 }
 
@@ -131,6 +137,7 @@ outputs_traverse(OutputsIter *it, visitproc visit, void *arg)
     Py_VISIT(it->ts_type);
     Py_VISIT(it->windows);
     Py_VISIT(it->ts);
+    Py_VISIT(it->times);
     return 0;
 }
 
@@ -142,18 +149,25 @@ outputs_next(OutputsIter *it)
     }
     Py_ssize_t i = it->next++;
     PyObject *rec = PyList_GET_ITEM(it->records, i);
-    /* Shapes and timestamps were checked when the iterator was made; the list is private. */
-    uint64_t ms = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(rec, 1));
-    if (ms == (uint64_t)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (it->ts == NULL || ms != it->prev_ms) {
-        Py_XDECREF(it->ts);
-        it->ts = new_timestamp(it->ts_type, ms);
-        if (it->ts == NULL) {
+    PyObject *ts;
+    if (it->times != NULL) {
+        /* Timestamps chosen by the event-time policy; the list is private too. */
+        ts = PyList_CheckExact(it->times) ? PyList_GET_ITEM(it->times, i) : it->times;
+    } else {
+        /* Shapes and timestamps were checked when the iterator was made; the list is private. */
+        uint64_t ms = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(rec, 1));
+        if (ms == (uint64_t)-1 && PyErr_Occurred()) {
             return NULL;
         }
-        it->prev_ms = ms;
+        if (it->ts == NULL || ms != it->prev_ms) {
+            Py_XDECREF(it->ts);
+            it->ts = new_timestamp(it->ts_type, ms);
+            if (it->ts == NULL) {
+                return NULL;
+            }
+            it->prev_ms = ms;
+        }
+        ts = it->ts;
     }
     PyObject *value =
         it->values == Py_None ? PyTuple_GET_ITEM(rec, 3) : PyList_GET_ITEM(it->values, i);
@@ -162,7 +176,7 @@ outputs_next(OutputsIter *it)
     if (element == NULL) {
         return NULL;
     }
-    PyObject *wv_args[3] = {element, it->ts, it->windows};
+    PyObject *wv_args[3] = {element, ts, it->windows};
     PyObject *wv = PyObject_Vectorcall(it->wv_type, wv_args, 3, NULL);
     Py_DECREF(element);
     return wv;
@@ -197,10 +211,10 @@ static PyObject *
 windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 9) {
+    if (nargs != 10) {
         PyErr_Format(PyExc_TypeError,
-                     "windowed_records() takes 9 positional arguments (records, values, topic, "
-                     "partition, row_type, kv, wv_type, ts_type, windows), got %zd",
+                     "windowed_records() takes 10 positional arguments (records, values, topic, "
+                     "partition, row_type, kv, wv_type, ts_type, windows, times), got %zd",
                      nargs);
         return NULL;
     }
@@ -226,6 +240,11 @@ windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (!PyType_Check(ts_obj)) {
         PyErr_Format(PyExc_TypeError, "ts_type must be a type, got %R", ts_obj);
+        return NULL;
+    }
+    PyObject *times = args[9];
+    if (PyList_CheckExact(times) && PyList_GET_SIZE(times) != n) {
+        PyErr_SetString(PyExc_TypeError, "times must be None, a Timestamp or a list as long as records");
         return NULL;
     }
     /* Check every record and find the largest timestamp before anything is emitted. */
@@ -279,6 +298,15 @@ windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     it->next = 0;
     it->prev_ms = 0;
     it->ts = NULL;
+    it->times = NULL;
+    if (times != Py_None) {
+        /* A list is copied: the caller's may change while outputs are still being made. */
+        it->times = PyList_CheckExact(times) ? PyList_GetSlice(times, 0, n) : Py_NewRef(times);
+        if (it->times == NULL) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
     PyObject_GC_Track(it);
     return Py_BuildValue("(NK)", (PyObject *)it, (unsigned long long)max_ms);
 }
@@ -286,7 +314,7 @@ windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"windowed_records", (PyCFunction)(void (*)(void))windowed_records, METH_FASTCALL,
      "windowed_records(records, values, topic, partition, row_type, kv, wv_type, ts_type, "
-     "windows)\n--\n\n"
+     "windows, times)\n--\n\n"
      "An iterator over the WindowedValues of a polled chunk (made one per next()) and the\n"
      "chunk's largest timestamp in milliseconds, or None when a timestamp does not fit Beam's\n"
      "int64 microseconds; the C twin of streamhouse_beam.beam.emit.windowed_records_py."},
