@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+import apache_beam as beam
 from apache_beam.runners.sdf_utils import (
     RestrictionTrackerView,
     ThreadsafeRestrictionTracker,
@@ -82,5 +83,7 @@ class Harness:
         out = []
         for item in self.fn.process(element, finalizer, RestrictionTrackerView(tracker), estimator):
             out.append(item)
-            estimator.observe_timestamp(item.timestamp)  # what the runner does for each output
+            # What the runner does for each output (a dead letter is a TaggedOutput around one).
+            timestamped = item.value if isinstance(item, beam.pvalue.TaggedOutput) else item
+            estimator.observe_timestamp(timestamped.timestamp)
         return out, tracker, estimator, finalizer
