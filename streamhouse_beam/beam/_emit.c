@@ -149,26 +149,44 @@ outputs_next(OutputsIter *it)
     }
     Py_ssize_t i = it->next++;
     PyObject *rec = PyList_GET_ITEM(it->records, i);
-    PyObject *ts;
-    if (it->times != NULL) {
-        /* Timestamps chosen by the event-time policy; the list is private too. */
-        ts = PyList_CheckExact(it->times) ? PyList_GET_ITEM(it->times, i) : it->times;
-    } else {
-        /* Shapes and timestamps were checked when the iterator was made; the list is private. */
-        uint64_t ms = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(rec, 1));
-        if (ms == (uint64_t)-1 && PyErr_Occurred()) {
+    /* Shapes and timestamps were checked when the iterator was made; the list is private. */
+    uint64_t ms = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(rec, 1));
+    if (ms == (uint64_t)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (it->ts == NULL || ms != it->prev_ms) {
+        Py_XDECREF(it->ts);
+        it->ts = new_timestamp(it->ts_type, ms);
+        if (it->ts == NULL) {
             return NULL;
         }
-        if (it->ts == NULL || ms != it->prev_ms) {
-            Py_XDECREF(it->ts);
-            it->ts = new_timestamp(it->ts_type, ms);
-            if (it->ts == NULL) {
-                return NULL;
-            }
-            it->prev_ms = ms;
-        }
-        ts = it->ts;
+        it->prev_ms = ms;
     }
+    PyObject *value =
+        it->values == Py_None ? PyTuple_GET_ITEM(rec, 3) : PyList_GET_ITEM(it->values, i);
+    PyObject *element = it->kv ? PyTuple_Pack(2, PyTuple_GET_ITEM(rec, 2), value)
+                               : new_row(it->row_type, it->topic, it->partition, rec, value);
+    if (element == NULL) {
+        return NULL;
+    }
+    PyObject *wv_args[3] = {element, it->ts, it->windows};
+    PyObject *wv = PyObject_Vectorcall(it->wv_type, wv_args, 3, NULL);
+    Py_DECREF(element);
+    return wv;
+}
+
+/* outputs_next for timestamps the event-time policy chose (it->times): a type of its own, so
+ * the record-time iterator above stays exactly the code it was (its per-record cost is the
+ * read's hot path). */
+static PyObject *
+given_times_next(OutputsIter *it)
+{
+    if (it->next >= PyList_GET_SIZE(it->records)) {
+        return NULL; /* exhausted: StopIteration */
+    }
+    Py_ssize_t i = it->next++;
+    PyObject *rec = PyList_GET_ITEM(it->records, i);
+    PyObject *ts = PyList_CheckExact(it->times) ? PyList_GET_ITEM(it->times, i) : it->times;
     PyObject *value =
         it->values == Py_None ? PyTuple_GET_ITEM(rec, 3) : PyList_GET_ITEM(it->values, i);
     PyObject *element = it->kv ? PyTuple_Pack(2, PyTuple_GET_ITEM(rec, 2), value)
@@ -204,6 +222,18 @@ static PyTypeObject OutputsIterType = {
     .tp_traverse = (traverseproc)outputs_traverse,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)outputs_next,
+    .tp_methods = outputs_methods,
+};
+
+static PyTypeObject GivenTimesIterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "streamhouse_beam.beam._emit.GivenTimesIter",
+    .tp_basicsize = sizeof(OutputsIter),
+    .tp_dealloc = (destructor)outputs_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The WindowedValues of a chunk of records with given timestamps, one per next().",
+    .tp_traverse = (traverseproc)outputs_traverse,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)given_times_next,
     .tp_methods = outputs_methods,
 };
 
@@ -274,7 +304,8 @@ windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (copy == NULL) {
         return NULL;
     }
-    OutputsIter *it = PyObject_GC_New(OutputsIter, &OutputsIterType);
+    OutputsIter *it = PyObject_GC_New(
+        OutputsIter, times == Py_None ? &OutputsIterType : &GivenTimesIterType);
     if (it == NULL) {
         Py_DECREF(copy);
         return NULL;
@@ -329,7 +360,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__emit(void)
 {
-    if (PyType_Ready(&OutputsIterType) < 0) {
+    if (PyType_Ready(&OutputsIterType) < 0 || PyType_Ready(&GivenTimesIterType) < 0) {
         return NULL;
     }
     str_precision = PyUnicode_InternFromString("_precision");
