@@ -19,8 +19,8 @@ Each partition's restriction carries a watermark that follows the read's
   about ``now - (flush interval + upload time + clock skew)``), so windows downstream of a quiet
   partition still close.
 
-The other policies change two numbers, never the state (the watermark alone, so a restriction
-checkpointed under one release resumes under the next):
+The other policies change the seed, the bound and the idle delay, never the state (the
+watermark alone, so a restriction checkpointed under one release resumes under the next):
 
 * a **bound** (``bounded_out_of_orderness``, ``from_record``): a chunk moves the watermark to
   its largest event time minus the bound; the seed of a timestamp start is lowered by the bound
