@@ -26,6 +26,7 @@ Callers catch the most specific class they can act on; everything derives from
     ├── NoCommittedOffsetError            StartPosition.committed(group, fallback="fail") found no commit (group, partition)
     ├── DataLossError                     offsets that cannot be read any more (topic, partition, offset range)
     ├── DecodeError                       a record value the chosen decoder cannot decode (topic, partition, offset, raw bytes)
+    ├── EventTimeError                    an EventTimePolicy.from_record function failed or returned no timestamp (topic, partition, offset)
     ├── SchemaRegistryError               a schema id the registry cannot provide
     └── UnsupportedOnRunnerError          a read option the pipeline's runner cannot honour (refused when the pipeline is built)
 
@@ -51,6 +52,7 @@ __all__ = [
     "CorruptSegmentError",
     "DataLossError",
     "DecodeError",
+    "EventTimeError",
     "InconsistentMetadataError",
     "MetadataError",
     "MetadataUnavailableError",
@@ -347,6 +349,24 @@ class DecodeError(StreamHouseError):
         self.part = part
         super().__init__(
             f"cannot decode {part} of {topic!r} partition {partition} offset {offset}: {reason}"
+        )
+
+
+class EventTimeError(StreamHouseError):
+    """An ``EventTimePolicy.from_record`` function failed or returned something not a timestamp.
+
+    Attributes:
+        topic, partition, offset: the record.
+        reason: what the function did.
+    """
+
+    def __init__(self, reason: str, *, topic: str, partition: int, offset: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+        super().__init__(
+            f"no event time for {topic!r} partition {partition} offset {offset}: {reason}"
         )
 
 

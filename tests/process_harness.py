@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+import apache_beam as beam
 from apache_beam.runners.sdf_utils import (
     RestrictionTrackerView,
     ThreadsafeRestrictionTracker,
@@ -19,7 +20,6 @@ from apache_beam.runners.sdf_utils import (
 
 from streamhouse_beam import ReadFromStreamHouse
 from streamhouse_beam.beam.read_fn import ReadPartitionsFn
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from tests.read_helpers import urls
 
 
@@ -65,7 +65,8 @@ class Harness:
         self.fn = ReadPartitionsFn(ReadFromStreamHouse("t", **urls(tmp), **kwargs).config)
         self.fn.setup()
         self.fn.start_bundle()
-        self.provider = PartitionWatermarkEstimatorProvider()
+        # The DoFn is its own watermark estimator provider (the read's event-time policy).
+        self.provider = self.fn
 
     def start(self, element: Any) -> tuple[Any, Any]:
         """The initial restriction and watermark-estimator state of ``element``."""
@@ -82,5 +83,7 @@ class Harness:
         out = []
         for item in self.fn.process(element, finalizer, RestrictionTrackerView(tracker), estimator):
             out.append(item)
-            estimator.observe_timestamp(item.timestamp)  # what the runner does for each output
+            # What the runner does for each output (a dead letter is a TaggedOutput around one).
+            timestamped = item.value if isinstance(item, beam.pvalue.TaggedOutput) else item
+            estimator.observe_timestamp(timestamped.timestamp)
         return out, tracker, estimator, finalizer
