@@ -18,7 +18,11 @@ from apache_beam.runners.sdf_utils import (
 )
 
 from streamhouse_beam import ReadFromStreamHouse
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn
+from streamhouse_beam.beam.read_fn import (
+    CommittingReadPartitionsFn,
+    ReadPartitionsFn,
+    partitions_fn,
+)
 from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from tests.read_helpers import urls
 
@@ -31,6 +35,15 @@ class Finalizer:
 
     def register(self, callback: Any) -> None:
         self.callbacks.append(callback)
+
+
+def call_process(
+    fn: ReadPartitionsFn, element: Any, finalizer: Any, tracker: Any, estimator: Any
+) -> Any:
+    """``fn.process()`` as a runner calls it: with the bundle finalizer only if ``fn`` asks for one."""
+    if isinstance(fn, CommittingReadPartitionsFn):
+        return fn.process(element, finalizer, tracker, estimator)
+    return fn.process(element, tracker, estimator)
 
 
 class CheckpointAfter:
@@ -62,7 +75,8 @@ class Harness:
 
     def __init__(self, tmp: pathlib.Path, **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", 0.05)
-        self.fn = ReadPartitionsFn(ReadFromStreamHouse("t", **urls(tmp), **kwargs).config)
+        config = ReadFromStreamHouse("t", **urls(tmp), **kwargs).config
+        self.fn = partitions_fn(config, tailing=False)
         self.fn.setup()
         self.fn.start_bundle()
         self.provider = PartitionWatermarkEstimatorProvider()
@@ -80,7 +94,8 @@ class Harness:
         estimator = ThreadsafeWatermarkEstimator(self.provider.create_watermark_estimator(wm_state))
         finalizer = Finalizer()
         out = []
-        for item in self.fn.process(element, finalizer, RestrictionTrackerView(tracker), estimator):
+        view = RestrictionTrackerView(tracker)
+        for item in call_process(self.fn, element, finalizer, view, estimator):
             out.append(item)
             estimator.observe_timestamp(item.timestamp)  # what the runner does for each output
         return out, tracker, estimator, finalizer
