@@ -6,9 +6,11 @@ splitting logic in a way FnApiRunner never does.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from _runners_support import (
     run_cli_read,
     run_streaming_read,
     run_toy_sdf,
+    wait_for_commits,
 )
 
 from streamhouse_beam.testing import runners
@@ -99,3 +102,60 @@ def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_e
     run_bounded_read(topic, runners.prism_pipeline_args(), max_poll_records=400)
     dynamic = [(f, r) for f, r in splits if f > 0 and r is not None]
     assert dynamic, f"Prism made no successful dynamic split (split calls: {splits})"
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps every ERROR record logged in this process (LOOPBACK: the SDK harness's too)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self) -> list[str]:
+        return [
+            f"{r.name}: {r.getMessage()}"[:500] for r in self.records if r.levelno >= logging.ERROR
+        ]
+
+
+@pytest.fixture()
+def error_log() -> Iterator[_ErrorLog]:
+    handler = _ErrorLog()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+@pytest.mark.parametrize("group", [None, "logs-group"])
+def test_prism_bounded_read_logs_no_errors(
+    tmp_path: pathlib.Path, error_log: _ErrorLog, group: str | None
+) -> None:
+    """No "Bundle is not in a finalizable state": only a committing read asks for finalization."""
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    run_bounded_read(topic, runners.prism_pipeline_args(), commit_offsets_group=group)
+    if group is not None:
+        assert topic.committed(group) == topic.end_offsets()
+    assert error_log.lines() == []
+
+
+@pytest.mark.parametrize("group", [None, "logs-group"])
+def test_prism_tailing_read_logs_no_errors_while_it_idles(
+    tmp_path: pathlib.Path, error_log: _ErrorLog, group: str | None
+) -> None:
+    """Seconds of idle polls (each a bundle on Prism), then appended records, and no ERROR."""
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    run_streaming_read(
+        topic,
+        runners.prism_pipeline_args(),
+        tmp_path / "out.jsonl",
+        while_running=lambda: time.sleep(5),
+        commit_offsets_group=group,
+    )
+    if group is not None:
+        wait_for_commits(topic, group, topic.end_offsets(), timeout=30)
+    assert error_log.lines() == []
