@@ -911,7 +911,8 @@ class CommittingReadPartitionsFn(ReadPartitionsFn):
     state" otherwise. A call with nothing new to commit (an idle poll) registers a no-op.
     """
 
-    def process(
+    # Beam passes process() parameters by their defaults; the extra one is the point here.
+    def process(  # type: ignore[override]
         self,
         element: PartitionDescriptor | NewPartitionsDescriptor,
         bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
