@@ -11,6 +11,7 @@ end) are always shown.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
@@ -97,6 +98,15 @@ def _cli_logging(command: str, verbose: bool) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        if not verbose:
+            # Registered after Beam's own exit hooks (a Prism job server registers one when it
+            # starts), so it runs before them: their log lines ("Really destroying service")
+            # and the logging.basicConfig() they call then find a handler that drops them.
+            atexit.register(_quiet_exit)
+
+
+def _quiet_exit() -> None:
+    logging.getLogger().addHandler(logging.NullHandler())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
