@@ -68,6 +68,13 @@ def test_cli_read_runs_on_prism(tmp_path: pathlib.Path) -> None:
     assert counters["records_read"] == len(topic.expected)
 
 
+def test_cli_read_on_a_plain_prism_runner_finds_the_cached_binary(tmp_path: pathlib.Path) -> None:
+    """No --prism_location: Beam alone would download Prism (and fail offline)."""
+    topic = Topic(tmp_path, partitions=2, records_per_partition=15)
+    counters = run_cli_read(topic, tmp_path, ["--runner=PrismRunner"])
+    assert counters["records_read"] == len(topic.expected)
+
+
 def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_exact(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
