@@ -385,7 +385,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     # in-process sink works there too; other runners' workers write with WriteToText.
     in_process = fn_api or (
         is_prism(runner_name)
-        and options.view_as(PortableOptions).environment_type in (None, "LOOPBACK")
+        and (options.view_as(PortableOptions).environment_type or "LOOPBACK").upper() == "LOOPBACK"
     )
     if not in_process and args.output == "-":
         raise ValueError(

@@ -10,7 +10,11 @@ import sys
 import pytest
 
 from streamhouse_beam._cli_read import _beam_args
-from streamhouse_beam.beam.local_runner import is_prism, local_pipeline_args
+from streamhouse_beam.beam.local_runner import (
+    PRISM_JOB_SERVER_TIMEOUT_SECONDS,
+    is_prism,
+    local_pipeline_args,
+)
 from streamhouse_beam.cli import main
 from streamhouse_beam.errors import RunnerNotInstalledError, StreamHouseError
 from tests.read_helpers import local_streamhouse
@@ -23,6 +27,9 @@ def empty_cache(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> path
     cache = tmp_path / "cache"
     monkeypatch.setenv("STREAMHOUSE_BEAM_CACHE", str(cache))
     return cache
+
+
+NO_DEADLINE = f"--job_server_timeout={PRISM_JOB_SERVER_TIMEOUT_SECONDS}"
 
 
 @pytest.fixture()
@@ -44,17 +51,26 @@ def test_prism_gets_the_cached_binary(cached_prism: str, runner: str) -> None:
         runner,
         "--streaming",
         f"--prism_location={cached_prism}",
+        NO_DEADLINE,
     ]
 
 
 def test_prism_as_two_arguments_gets_the_cached_binary(cached_prism: str) -> None:
     args = local_pipeline_args(["--runner", "PrismRunner"])
-    assert args[-1] == f"--prism_location={cached_prism}"
+    assert args[-2:] == [f"--prism_location={cached_prism}", NO_DEADLINE]
 
 
-def test_a_given_prism_location_is_kept(cached_prism: str) -> None:
-    argv = ["--runner=PrismRunner", "--prism_location=/opt/prism"]
+def test_a_given_prism_location_and_timeout_are_kept(cached_prism: str) -> None:
+    argv = ["--runner=PrismRunner", "--prism_location=/opt/prism", "--job_server_timeout=60"]
     assert local_pipeline_args(argv) == argv
+
+
+def test_prism_results_outlive_beams_five_minute_stream_deadline(cached_prism: str) -> None:
+    """Beam opens the job's message stream with --job_server_timeout (300 s) as deadline."""
+    from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions
+
+    options = PipelineOptions(local_pipeline_args(["--runner=PrismRunner"]))
+    assert options.view_as(PortableOptions).job_server_timeout > 365 * 24 * 3600
 
 
 def test_the_default_runner_is_added_only_when_none_is_given(cached_prism: str) -> None:
@@ -62,6 +78,7 @@ def test_the_default_runner_is_added_only_when_none_is_given(cached_prism: str) 
     assert local_pipeline_args([], default_runner="PrismRunner") == [
         "--runner=PrismRunner",
         f"--prism_location={cached_prism}",
+        NO_DEADLINE,
     ]
     assert local_pipeline_args(["--runner=FnApiRunner"], default_runner="PrismRunner") == [
         "--runner=FnApiRunner"
@@ -91,6 +108,7 @@ def test_the_cli_tails_on_the_cached_prism_and_reads_bounded_on_fnapirunner(
     assert _beam_args([], tailing=True) == [
         "--runner=PrismRunner",
         f"--prism_location={cached_prism}",
+        NO_DEADLINE,
     ]
     assert _beam_args([], tailing=False) == ["--runner=FnApiRunner"]
 

@@ -10,6 +10,11 @@ command and the examples pass their Beam arguments through it::
     options = PipelineOptions(local_pipeline_args(beam_args, default_runner="PrismRunner"))
 
 A ``--prism_location`` given on the command line is kept as it is.
+
+Beam's portable runners open the job's state and message streams with ``--job_server_timeout``
+(300 s by default) as their deadline, so ``wait_until_finish()`` of a tailing pipeline on Prism
+fails with ``DEADLINE_EXCEEDED`` after five minutes although the job runs on. For Prism
+:func:`local_pipeline_args` therefore sets a deadline far beyond any run, unless one is given.
 """
 
 from __future__ import annotations
@@ -24,10 +29,18 @@ from apache_beam.options.pipeline_options import (
 
 from streamhouse_beam.runner_cache import prism_binary
 
-__all__ = ["is_prism", "local_pipeline_args", "prism_available"]
+__all__ = [
+    "PRISM_JOB_SERVER_TIMEOUT_SECONDS",
+    "is_prism",
+    "local_pipeline_args",
+    "prism_available",
+]
 
 # The spellings Beam's runner lookup accepts for Prism, compared case-insensitively.
 _PRISM_NAMES = frozenset({"prism", "prismrunner"})
+
+#: ``--job_server_timeout`` for Prism: ten years, so the result's streams outlive a tailing run.
+PRISM_JOB_SERVER_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600
 
 
 def is_prism(runner: object) -> bool:
@@ -57,8 +70,9 @@ def local_pipeline_args(argv: Sequence[str], *, default_runner: str | None = Non
         default_runner: the ``--runner`` to add when ``argv`` names none (None: add none).
 
     Returns:
-        ``argv``, then ``--runner=<default_runner>`` if no runner was given, then
-        ``--prism_location=<cached Prism>`` if the runner is Prism and no location was given.
+        ``argv``, then ``--runner=<default_runner>`` if no runner was given, then for Prism
+        ``--prism_location=<cached Prism>`` and ``--job_server_timeout`` (see the module
+        docstring) unless they were given.
 
     Raises:
         RunnerNotInstalledError: the runner is Prism, no ``--prism_location`` is given and
@@ -70,6 +84,13 @@ def local_pipeline_args(argv: Sequence[str], *, default_runner: str | None = Non
     if runner is None and default_runner is not None:
         runner = default_runner
         args.append(f"--runner={default_runner}")
-    if is_prism(runner) and not options.view_as(PrismRunnerOptions).prism_location:
+    if not is_prism(runner):
+        return args
+    if not options.view_as(PrismRunnerOptions).prism_location:
         args.append(f"--prism_location={prism_binary()}")
+    if not any(a.split("=", 1)[0] in _TIMEOUT_FLAGS for a in args):
+        args.append(f"--job_server_timeout={PRISM_JOB_SERVER_TIMEOUT_SECONDS}")
     return args
+
+
+_TIMEOUT_FLAGS = ("--job_server_timeout", "--job-server-timeout")
