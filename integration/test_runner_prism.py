@@ -6,6 +6,7 @@ splitting logic in a way FnApiRunner never does.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import threading
 import time
@@ -23,6 +24,7 @@ from _runners_support import (
     run_cli_read,
     run_streaming_read,
     run_toy_sdf,
+    wait_for_commits,
 )
 from apache_beam.transforms.window import FixedWindows
 
@@ -67,6 +69,13 @@ def test_cli_read_runs_on_prism(tmp_path: pathlib.Path) -> None:
         tmp_path,
         ["--runner", "PrismRunner", f"--prism_location={runners.prism_binary()}"],
     )
+    assert counters["records_read"] == len(topic.expected)
+
+
+def test_cli_read_on_a_plain_prism_runner_finds_the_cached_binary(tmp_path: pathlib.Path) -> None:
+    """No --prism_location: Beam alone would download Prism (and fail offline)."""
+    topic = Topic(tmp_path, partitions=2, records_per_partition=15)
+    counters = run_cli_read(topic, tmp_path, ["--runner=PrismRunner"])
     assert counters["records_read"] == len(topic.expected)
 
 
@@ -354,3 +363,60 @@ def test_prism_tailing_read_in_processing_time_drops_nothing(tmp_path: pathlib.P
     assert sum(n for _, n in final) == 9
     for start_ms, _ in final:
         assert started - 2 <= start_ms / 1000 <= ended
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps every ERROR record logged in this process (LOOPBACK: the SDK harness's too)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self) -> list[str]:
+        return [
+            f"{r.name}: {r.getMessage()}"[:500] for r in self.records if r.levelno >= logging.ERROR
+        ]
+
+
+@pytest.fixture()
+def error_log() -> Iterator[_ErrorLog]:
+    handler = _ErrorLog()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+@pytest.mark.parametrize("group", [None, "logs-group"])
+def test_prism_bounded_read_logs_no_errors(
+    tmp_path: pathlib.Path, error_log: _ErrorLog, group: str | None
+) -> None:
+    """No "Bundle is not in a finalizable state": only a committing read asks for finalization."""
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    run_bounded_read(topic, runners.prism_pipeline_args(), commit_offsets_group=group)
+    if group is not None:
+        assert topic.committed(group) == topic.end_offsets()
+    assert error_log.lines() == []
+
+
+@pytest.mark.parametrize("group", [None, "logs-group"])
+def test_prism_tailing_read_logs_no_errors_while_it_idles(
+    tmp_path: pathlib.Path, error_log: _ErrorLog, group: str | None
+) -> None:
+    """Seconds of idle polls (each a bundle on Prism), then appended records, and no ERROR."""
+    topic = Topic(tmp_path, partitions=2, records_per_partition=12)
+    run_streaming_read(
+        topic,
+        runners.prism_pipeline_args(),
+        tmp_path / "out.jsonl",
+        while_running=lambda: time.sleep(5),
+        commit_offsets_group=group,
+    )
+    if group is not None:
+        wait_for_commits(topic, group, topic.end_offsets(), timeout=30)
+    assert error_log.lines() == []

@@ -28,7 +28,8 @@ Callers catch the most specific class they can act on; everything derives from
     ├── DecodeError                       a record value the chosen decoder cannot decode (topic, partition, offset, raw bytes)
     ├── EventTimeError                    an EventTimePolicy.from_record function failed or returned no timestamp (topic, partition, offset)
     ├── SchemaRegistryError               a schema id the registry cannot provide
-    └── UnsupportedOnRunnerError          a read option the pipeline's runner cannot honour (refused when the pipeline is built)
+    ├── UnsupportedOnRunnerError          a read option the pipeline's runner cannot honour (refused when the pipeline is built)
+    └── RunnerNotInstalledError           a runner binary or jar `make runners` caches is not there (also a FileNotFoundError)
 
 Third-party exceptions (botocore, google-api-core, psycopg, sqlite3, lz4) are mapped to these
 at the boundary where they occur with ``raise ... from exc``, so the cause stays attached.
@@ -61,6 +62,7 @@ __all__ = [
     "NotAStreamHouseStoreError",
     "ObjectNotFoundError",
     "OrganizationError",
+    "RunnerNotInstalledError",
     "SchemaRegistryError",
     "SegmentError",
     "SegmentLimitError",
@@ -119,7 +121,8 @@ class StreamHouseError(Exception):
 def _rebuild(
     cls: type[StreamHouseError], args: tuple[Any, ...], state: dict[str, Any]
 ) -> StreamHouseError:
-    err = Exception.__new__(cls)
+    # The class's own __new__: Exception.__new__ refuses OSError subclasses.
+    err = cls.__new__(cls)
     Exception.__init__(err, *args)
     err.__dict__.update(state)
     return err
@@ -386,3 +389,10 @@ class UnsupportedOnRunnerError(StreamHouseError):
         super().__init__(message)
         self.option = option
         self.runner = runner
+
+
+class RunnerNotInstalledError(StreamHouseError, FileNotFoundError):
+    """A runner's binary or jar is not where ``make runners`` (``.ci/fetch-runners``) caches it.
+
+    The message names the path looked at and the ways to provide the runner.
+    """

@@ -24,8 +24,10 @@ The first call of each bundle hands the first segment of every other partition t
 planned to the segment cache's background prefetch, so a worker pays one round trip for all of
 them instead of one per partition.
 
-With ``commit_offsets_group`` each call registers a bundle-finalization callback that commits
-the next offset to read for its partition once the runner has durably committed the bundle.
+With ``commit_offsets_group`` the read uses :class:`CommittingReadPartitionsFn`: each call
+registers a bundle-finalization callback that commits the next offset to read for its
+partition once the runner has durably committed the bundle. Without it the DoFn does not ask
+for bundle finalization at all (:func:`partitions_fn` picks the class).
 
 Discovery: :class:`DiscoverPartitionsFn` lists the partitions of each topic when the pipeline
 starts. For a tailing read it adds one :class:`NewPartitionsDescriptor` per topic: that element's
@@ -38,7 +40,8 @@ stage rather than an upstream watching stage because runners such as FnApiRunner
 only once its upstream stages are finished, which an endless watcher never is.
 
 :class:`TailPartitionsFn` is the same DoFn marked ``unbounded_per_element`` (tailing reads make
-the output PCollection unbounded, which puts Dataflow in streaming mode).
+the output PCollection unbounded, which puts Dataflow in streaming mode), and
+:class:`CommittingTailPartitionsFn` its committing counterpart.
 """
 
 from __future__ import annotations
@@ -96,9 +99,12 @@ from streamhouse_beam.records import StreamHouseRecord, TopicPartition
 
 __all__ = [
     "DEAD_LETTER_TAG",
+    "CommittingReadPartitionsFn",
+    "CommittingTailPartitionsFn",
     "DiscoverPartitionsFn",
     "ReadPartitionsFn",
     "TailPartitionsFn",
+    "partitions_fn",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -676,10 +682,21 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
     def process(
         self,
         element: PartitionDescriptor | NewPartitionsDescriptor,
-        bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
         tracker: Any = beam.DoFn.RestrictionParam(),
         watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(),
     ) -> Iterator[Any]:
+        # No BundleFinalizerParam here: a DoFn that asks for one makes Prism finalize every
+        # bundle, which fails in the SDK when nothing was registered (CommittingReadPartitionsFn).
+        return self._read(element, None, tracker, watermark_estimator)
+
+    def _read(
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
+        bundle_finalizer: Any,
+        tracker: Any,
+        watermark_estimator: Any,
+    ) -> Iterator[Any]:
+        """One ``process()`` call; ``bundle_finalizer`` is None unless offsets are committed."""
         if isinstance(element, NewPartitionsDescriptor):
             yield from self._process_new_partitions(
                 element, bundle_finalizer, tracker, watermark_estimator
@@ -979,8 +996,85 @@ class TailPartitionsFn(ReadPartitionsFn):
     def process(
         self,
         element: PartitionDescriptor | NewPartitionsDescriptor,
+        tracker: Any = beam.DoFn.RestrictionParam(),
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
+            PartitionWatermarkEstimatorProvider()
+        ),
+    ) -> Iterator[Any]:
+        return self._read(element, None, tracker, watermark_estimator)
+
+
+def _nothing_to_commit() -> None:
+    """The finalization callback of a call that read nothing new: keeps its bundle finalizable."""
+
+
+class _Registrations:
+    """A bundle finalizer that remembers whether this ``process()`` call registered a commit."""
+
+    def __init__(self, finalizer: Any) -> None:
+        self.finalizer = finalizer
+        self.registered = False
+
+    def register(self, callback: Any) -> None:
+        self.finalizer.register(callback)
+        self.registered = True
+
+
+class CommittingReadPartitionsFn(ReadPartitionsFn):
+    """:class:`ReadPartitionsFn` with ``commit_offsets_group``: commits on bundle finalization.
+
+    Only this DoFn asks for ``BundleFinalizerParam``, and every call registers a callback: a
+    runner that sees the request finalizes every bundle of the stage (Prism does, whatever
+    the bundle's response says), and Beam's Python SDK keeps a bundle finalizable only when a
+    callback was registered for it, failing the request with "Bundle is not in a finalizable
+    state" otherwise. A call with nothing new to commit (an idle poll) registers a no-op.
+    """
+
+    # Beam passes process() parameters by their defaults; the extra one is the point here.
+    def process(  # type: ignore[override]
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
         bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
         tracker: Any = beam.DoFn.RestrictionParam(),
         watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(),
     ) -> Iterator[Any]:
-        return super().process(element, bundle_finalizer, tracker, watermark_estimator)
+        return self._read_committing(element, bundle_finalizer, tracker, watermark_estimator)
+
+    def _read_committing(
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
+        bundle_finalizer: Any,
+        tracker: Any,
+        watermark_estimator: Any,
+    ) -> Iterator[Any]:
+        registrations = _Registrations(bundle_finalizer)
+        yield from self._read(element, registrations, tracker, watermark_estimator)
+        if not registrations.registered:
+            bundle_finalizer.register(_nothing_to_commit)
+
+
+class CommittingTailPartitionsFn(CommittingReadPartitionsFn):
+    """:class:`CommittingReadPartitionsFn` for tailing reads: its output is unbounded."""
+
+    @beam.DoFn.unbounded_per_element()
+    def process(
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
+        bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
+        tracker: Any = beam.DoFn.RestrictionParam(),
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
+            PartitionWatermarkEstimatorProvider()
+        ),
+    ) -> Iterator[Any]:
+        return self._read_committing(element, bundle_finalizer, tracker, watermark_estimator)
+
+
+def partitions_fn(
+    config: ReadConfig, *, tailing: bool, global_window: bool = False
+) -> ReadPartitionsFn:
+    """The partition-reading DoFn for ``config``: tailing or not, committing offsets or not."""
+    if config.commit_offsets_group is None:
+        plain = TailPartitionsFn if tailing else ReadPartitionsFn
+        return plain(config, global_window=global_window)
+    committing = CommittingTailPartitionsFn if tailing else CommittingReadPartitionsFn
+    return committing(config, global_window=global_window)

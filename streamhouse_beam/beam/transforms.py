@@ -43,8 +43,7 @@ from streamhouse_beam.beam.event_time import EventTimePolicy
 from streamhouse_beam.beam.read_fn import (
     DEAD_LETTER_TAG,
     DiscoverPartitionsFn,
-    ReadPartitionsFn,
-    TailPartitionsFn,
+    partitions_fn,
 )
 from streamhouse_beam.beam.runner_checks import check_flink_job_server, check_offset_commits
 from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
@@ -251,9 +250,8 @@ def _build_config(
 def _read(
     descriptors: beam.pvalue.PCollection, config: ReadConfig, label: str, tailing: bool
 ) -> Any:
-    fn_type = TailPartitionsFn if tailing else ReadPartitionsFn
     global_window = isinstance(descriptors.windowing.windowfn, GlobalWindows)
-    pardo = beam.ParDo(fn_type(config, global_window=global_window))
+    pardo = beam.ParDo(partitions_fn(config, tailing=tailing, global_window=global_window))
     if config.output == "rows":
         element_type: Any = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
     elif config.output == "kv":
