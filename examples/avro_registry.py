@@ -14,7 +14,9 @@ sent to a dead-letter file with the reason and the raw bytes instead of failing 
 
 ``--registry-mount ''`` targets the standalone ``schema-registry`` binary (routes at the root);
 ``--registry-header 'Authorization: Bearer …'`` adds a header. The read is bounded (up to the
-latest offsets) unless ``--tail`` is given. Other arguments are Beam pipeline options.
+latest offsets) unless ``--tail`` is given. Other arguments are Beam pipeline options. Without
+``--runner`` the pipeline runs on FnApiRunner; ``--runner=PrismRunner`` uses the Prism binary
+``make runners`` caches.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from streamhouse_beam import ReadFromStreamHouse, SchemaRegistryDecoder, StopPosition
+from streamhouse_beam.beam.local_runner import local_pipeline_args
 
 
 def decoded_line(record: Any) -> str:
@@ -116,9 +119,7 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parse_args(argv)
-    options = PipelineOptions(beam_args)
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "FnApiRunner"
+    options = PipelineOptions(local_pipeline_args(beam_args, default_runner="FnApiRunner"))
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, args)
     return 0

@@ -12,7 +12,8 @@ written as UTF-8 text when they decode, else as base64 (JSON lines) or bytes (Pa
 
 Any other argument is a Beam pipeline option (``--runner=PrismRunner``, ``--runner=DataflowRunner
 --project=... --region=... --temp_location=gs://...`` and so on); without ``--runner`` the
-pipeline runs in this process on FnApiRunner.
+pipeline runs in this process on FnApiRunner. ``--runner=PrismRunner`` uses the Prism binary
+``make runners`` caches unless ``--prism_location`` is given.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition
+from streamhouse_beam.beam.local_runner import local_pipeline_args
 
 
 def _text_or_base64(data: bytes | None) -> tuple[str | None, bool]:
@@ -142,9 +144,7 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parse_args(argv)
-    options = PipelineOptions(beam_args)
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "FnApiRunner"
+    options = PipelineOptions(local_pipeline_args(beam_args, default_runner="FnApiRunner"))
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, args)
     return 0

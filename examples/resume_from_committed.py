@@ -13,7 +13,8 @@ on a schedule and every record is exported once, the way a Kafka consumer group 
 
 Commits go to StreamHouse's ``consumer_offsets`` table, so StreamHouse's own consumers and
 tools see the group's progress. Commits never move a group backwards. Other arguments are Beam
-pipeline options.
+pipeline options. Without ``--runner`` the pipeline runs on FnApiRunner; ``--runner=PrismRunner``
+uses the Prism binary ``make runners`` caches.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition
+from streamhouse_beam.beam.local_runner import local_pipeline_args
 
 
 def to_line(record: Any) -> str:
@@ -82,9 +84,7 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parse_args(argv)
-    options = PipelineOptions(beam_args)
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "FnApiRunner"
+    options = PipelineOptions(local_pipeline_args(beam_args, default_runner="FnApiRunner"))
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, args)
     return 0

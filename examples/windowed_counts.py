@@ -9,11 +9,14 @@ One line per window and key is written: ``window_start<TAB>key<TAB>count``::
     python examples/windowed_counts.py \\
         --metadata-url sqlite:////data/streamhouse/metadata.db \\
         --storage-url file:///data/streamhouse/segments \\
-        --topic clicks --window-seconds 60 --output /tmp/counts/clicks \\
-        --runner=PrismRunner --streaming
+        --topic clicks --window-seconds 60 --output /tmp/counts/clicks
 
 It runs until cancelled, or until ``--max-records`` records were read (handy for trials and
-tests). Any other argument is a Beam pipeline option; ``--streaming`` is always set.
+tests). Any other argument is a Beam pipeline option; ``--streaming`` is always set. Without
+``--runner`` it runs on Prism, from the binary ``make runners`` caches (no download; a
+``RunnerNotInstalledError`` says what to do when it is missing): Prism writes each window once
+the watermark passes it, while the pipeline tails. FnApiRunner (``--runner=FnApiRunner``)
+writes nothing until the read ends, so only with ``--max-records``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import FixedWindows
 
 from streamhouse_beam import ReadFromStreamHouse, StartPosition
+from streamhouse_beam.beam.local_runner import local_pipeline_args
 
 
 class FormatCount(beam.DoFn):  # type: ignore[misc]
@@ -91,9 +95,10 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parse_args(argv)
-    options = PipelineOptions([*beam_args, "--streaming"])
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "FnApiRunner"
+    # Prism fires each window as the watermark passes it; FnApiRunner runs the stages after
+    # the read only once the read ends, which a tailing read never does.
+    runner_args = local_pipeline_args(beam_args, default_runner="PrismRunner")
+    options = PipelineOptions([*runner_args, "--streaming"])
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, args)
     return 0

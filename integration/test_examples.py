@@ -175,13 +175,105 @@ def _windowed_counts(tmp_path: pathlib.Path, *beam_args: str) -> None:
 
 
 def test_windowed_counts_counts_per_key_and_event_time_window(tmp_path: pathlib.Path) -> None:
-    _windowed_counts(tmp_path)
+    # FnApiRunner, no longer the default: it writes the windows once --max-records ends the read.
+    _windowed_counts(tmp_path, "--runner=FnApiRunner")
 
 
 @pytest.mark.runner
 def test_windowed_counts_runs_streaming_on_prism(tmp_path: pathlib.Path) -> None:
     ensure_runners()
     _windowed_counts(tmp_path, "--runner=PrismRunner", f"--prism_location={runners.prism_binary()}")
+
+
+def _tail_windowed_counts(
+    tmp_path: pathlib.Path, *beam_args: str, timeout: float
+) -> tuple[dict[tuple[str, str], int], collections.Counter[tuple[str, str]]]:
+    """Run windowed_counts.py with no --max-records (it tails until stopped) for a while.
+
+    Returns what it wrote while it was still running (window, user -> count) and the counts of
+    the topic. The records span three 30-second windows of event time long past, so each
+    window closes once the watermark passes it and the last once the partition is idle.
+    """
+    import os
+    import signal
+    import sys
+    import time
+
+    house = House(tmp_path, segment_max_records=8)
+    house.lsh.create_topic("clicks", 2)
+    expected: collections.Counter[tuple[str, str]] = collections.Counter()
+    for partition in range(2):
+        records = []
+        for i in range(12):
+            user = f"user-{i % 3}"
+            ts = DEFAULT_CLOCK_START_MS + i * 7_000 + partition * 500
+            records.append((user, "click", ts))
+            window = datetime.datetime.fromtimestamp(ts // 30_000 * 30, tz=datetime.timezone.utc)
+            expected[(f"{window:%Y-%m-%dT%H:%M:%SZ}", user)] += 1
+        house.lsh.append("clicks", partition, records, flush=True)
+    out = tmp_path / "counts"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "windowed_counts.py"),
+            *house.args("clicks"),
+            "--window-seconds=30",
+            "--poll-interval=0.2",
+            "--max-delay=1",
+            f"--output={out}/clicks",
+            *beam_args,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its Prism too is stopped with the group below
+    )
+    got: dict[tuple[str, str], int] = {}
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            for path in out.glob("clicks-*"):
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    window, user, count = line.split("\t")
+                    got[(window, user)] = int(count)
+            if set(got) == set(expected):
+                break
+            time.sleep(0.5)
+        running = proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=60)
+    assert running, f"windowed_counts.py ended while tailing:\n{stderr.decode()[-4000:]}"
+    return got, expected
+
+
+@pytest.mark.runner
+def test_windowed_counts_writes_windows_while_it_tails_on_its_default_runner(
+    tmp_path: pathlib.Path,
+) -> None:
+    """No --runner and no --max-records: every window is written while the read still tails."""
+    ensure_runners()
+    got, expected = _tail_windowed_counts(tmp_path, timeout=120)
+    assert got == dict(expected)
+
+
+@pytest.mark.runner
+def test_examples_find_the_cached_prism_for_a_plain_prism_runner(
+    orders: tuple[House, list[tuple[Any, ...]]], tmp_path: pathlib.Path
+) -> None:
+    """--runner=PrismRunner alone: no download (it would fail offline), the cached binary runs."""
+    ensure_runners()
+    house, expected = orders
+    out = tmp_path / "export"
+    run_example(
+        "export_topic.py",
+        *house.args("orders"),
+        f"--output={out}/orders",
+        "--runner=PrismRunner",
+        cwd=tmp_path,
+    )
+    assert len(_lines("orders-*.jsonl", out)) == len(expected)
 
 
 # ---------------------------------------------------------------------------- avro_registry

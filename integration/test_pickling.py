@@ -32,9 +32,9 @@ from streamhouse_beam.beam import (
     PartitionRestrictionCoder,
     PartitionWatermarkEstimatorProvider,
     ReadFromStreamHouse,
-    ReadPartitionsFn,
     StreamHouseRecordCoder,
 )
+from streamhouse_beam.beam.read_fn import CommittingReadPartitionsFn
 from streamhouse_beam.decoders import AvroDecoder, SchemaRegistryDecoder
 
 LIBRARIES = [pickler.USE_DILL, pickler.USE_CLOUDPICKLE]
@@ -62,7 +62,7 @@ class _Finalizer:
         self.callbacks.append(callback)
 
 
-def _drive(fn: ReadPartitionsFn, element: PartitionDescriptor) -> list[Any]:
+def _drive(fn: CommittingReadPartitionsFn, element: PartitionDescriptor) -> list[Any]:
     """One process() call, as a runner makes it; returns the records emitted."""
     provider = PartitionWatermarkEstimatorProvider()
     restriction = fn.initial_restriction(element)
@@ -98,7 +98,7 @@ def test_used_read_fn_pickles_and_the_copy_reads_on(
             storage_options={"fsync": False},
         ),
     )
-    fn = ReadPartitionsFn(transform.config)
+    fn = CommittingReadPartitionsFn(transform.config)
     fn.setup()
     fn.start_bundle()
     element = PartitionDescriptor(topic.name, 0, StartPosition.earliest(), StopPosition.latest())

@@ -161,3 +161,92 @@ providers:
     proc = _yaml_main(f"--yaml_pipeline={pipeline}", cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert "value_decoder must be 'utf-8' or 'bytes'" in proc.stderr
+
+
+def _policy_pipeline(variables: dict[str, str], out: pathlib.Path, event_time: str) -> str:
+    return f"""
+pipeline:
+  type: chain
+  transforms:
+    - type: ReadFromStreamHouse
+      config:
+        topic: {variables["topic"]}
+        metadata_url: "{variables["metadata_url"]}"
+        storage_url: "{variables["storage_url"]}"
+        stop: latest
+{event_time}
+    - type: MapToFields
+      config:
+        language: python
+        fields:
+          offset: offset
+    - type: WindowInto
+      windowing:
+        type: fixed
+        size: 60s
+    - type: Combine
+      config:
+        group_by: []
+        combine:
+          n:
+            value: offset
+            fn: count
+    - type: WriteToJson
+      config:
+        path: "{out}"
+providers:
+  - include: "{PROVIDER}"
+"""
+
+
+def _windows_written(out: pathlib.Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for path in sorted(out.parent.glob(f"{out.name}-*")):
+        window = path.name[len(out.name) + 1 :][:19]
+        for line in path.read_text(encoding="utf-8").splitlines():
+            counts[window] = counts.get(window, 0) + json.loads(line)["n"]
+    return counts
+
+
+def test_provider_event_time_options_choose_the_rows_timestamps(tmp_path: pathlib.Path) -> None:
+    _, variables = _clicks(tmp_path)
+    bounded = tmp_path / "bounded" / "counts"
+    _yaml_main(
+        "--yaml_pipeline="
+        + _policy_pipeline(
+            variables,
+            bounded,
+            "        event_time: record_time\n        max_out_of_orderness_seconds: 30",
+        ),
+        cwd=tmp_path,
+    )
+    expected: collections.Counter[str] = collections.Counter()
+    for partition in range(3):
+        for i in range(17):
+            expected[_window_start(DEFAULT_CLOCK_START_MS + i * 13_000 + partition * 1_000)] += 1
+    assert _windows_written(bounded) == dict(expected)
+
+    before = datetime.datetime.now(tz=datetime.timezone.utc)
+    processing = tmp_path / "processing" / "counts"
+    _yaml_main(
+        "--yaml_pipeline="
+        + _policy_pipeline(variables, processing, "        event_time: processing_time"),
+        cwd=tmp_path,
+    )
+    after = datetime.datetime.now(tz=datetime.timezone.utc)
+    got = _windows_written(processing)
+    assert sum(got.values()) == 51
+    allowed = {_window_start(int(t.timestamp() * 1000)) for t in (before, after)}
+    assert set(got) <= allowed, (got, allowed)
+
+
+def test_provider_refuses_an_unknown_event_time(tmp_path: pathlib.Path) -> None:
+    _, variables = _clicks(tmp_path)
+    proc = _yaml_main(
+        "--yaml_pipeline="
+        + _policy_pipeline(variables, tmp_path / "never", "        event_time: log_append"),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "event_time must be 'record_time' or 'processing_time'" in proc.stderr

@@ -28,6 +28,7 @@ _BEAM_NAMES = {
     "ReadAllFromStreamHouse": "streamhouse_beam.beam.transforms",
     "PartitionDescriptor": "streamhouse_beam.beam.descriptors",
     "DeadLetterRecord": "streamhouse_beam.beam.coders",
+    "EventTimePolicy": "streamhouse_beam.beam.event_time",
     "StreamHouseRow": "streamhouse_beam.beam.coders",
 }
 
@@ -35,6 +36,7 @@ _BEAM_NAMES = {
 if TYPE_CHECKING:
     from streamhouse_beam.beam.coders import DeadLetterRecord, StreamHouseRow
     from streamhouse_beam.beam.descriptors import PartitionDescriptor
+    from streamhouse_beam.beam.event_time import EventTimePolicy
     from streamhouse_beam.beam.transforms import ReadAllFromStreamHouse, ReadFromStreamHouse
 
 
@@ -50,6 +52,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AvroDecoder",
     "DeadLetterRecord",
+    "EventTimePolicy",
     "PartitionDescriptor",
     "ReadAllFromStreamHouse",
     "ReadFromStreamHouse",

@@ -11,9 +11,13 @@ text); a record that is not valid UTF-8 / JSON then fails the read naming its of
 
 Before the pipeline starts, the metadata store is opened and every topic looked up (a missing
 one is reported with the topics that do exist); on the in-process runner the storage root is
-checked too. The pipeline runs on FnApiRunner (in this process, one worker) unless a
-``--runner`` is among the extra arguments, which are passed to Beam as pipeline options. On the
-in-process runner the lines go to standard output (``--output -``, the default) or to a
+checked too. Extra arguments are passed to Beam as pipeline options. Without ``--runner`` a
+bounded read runs on FnApiRunner (in this process, one worker) and a tailing read on the Prism
+binary ``make runners`` caches (FnApiRunner when there is none); ``--runner=PrismRunner`` without
+``--prism_location`` uses the cached binary too, and fails with ``RunnerNotInstalledError``
+naming ``make runners`` when there is none. FnApiRunner and Prism (whose default LOOPBACK
+environment runs the DoFns in this process) are the in-process runners: on them the lines go
+to standard output (``--output -``, the default) or to a
 temporary file beside ``--output`` that replaces it only when the read succeeds (a tailing read
 without ``--stop`` or ``--max-records`` runs until interrupted, and an interrupt is its normal
 end), and progress is shown on stderr when it is a terminal; other runners write ``--output``
@@ -346,15 +350,43 @@ def _check_single_file_write(pipeline: Any, stop: Any, runner_name: str) -> None
         )
 
 
+def _beam_args(extra: list[str], *, tailing: bool) -> list[str]:
+    """The pipeline options: ``extra`` with the default runner, and the cached Prism for Prism.
+
+    A tailing read runs on Prism when ``make runners`` has built it: Prism waits out each
+    partition's poll interval itself and runs partitions side by side. Otherwise, and for
+    bounded reads (which start at once in this process), the default is FnApiRunner.
+
+    Raises:
+        RunnerNotInstalledError: ``--runner=PrismRunner`` without ``--prism_location`` and
+            no Prism in the runner cache.
+    """
+    from streamhouse_beam.beam.local_runner import local_pipeline_args, prism_available
+
+    default = "PrismRunner" if tailing and prism_available() else "FnApiRunner"
+    return local_pipeline_args(extra, default_runner=default)
+
+
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import (
+        PipelineOptions,
+        PortableOptions,
+        StandardOptions,
+    )
 
+    from streamhouse_beam.beam.local_runner import is_prism
     from streamhouse_beam.beam.transforms import ReadFromStreamHouse
 
-    options = PipelineOptions(extra)
+    options = PipelineOptions(_beam_args(extra, tailing=args.stop is None))
     runner_name = options.view_as(StandardOptions).runner
-    in_process = runner_name in (None, "FnApiRunner", "DirectRunner")
+    fn_api = runner_name in ("FnApiRunner", "DirectRunner")
+    # Prism runs the DoFns in this process (LOOPBACK, its default environment), so the
+    # in-process sink works there too; other runners' workers write with WriteToText.
+    in_process = fn_api or (
+        is_prism(runner_name)
+        and (options.view_as(PortableOptions).environment_type or "LOOPBACK").upper() == "LOOPBACK"
+    )
     if not in_process and args.output == "-":
         raise ValueError(
             f"--output - (standard output) needs the in-process runner; --runner {runner_name} "
@@ -374,16 +406,18 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         poll_interval=args.poll_interval,
     )
     total = _check_before_running(args, in_process)
-    if in_process:
+    if fn_api:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     else:
         pipeline = beam.Pipeline(options=options)
-        _check_single_file_write(pipeline, stop, runner_name)
+        if not in_process:
+            _check_single_file_write(pipeline, stop, runner_name)
     if stop is None and args.max_records is None and not args.quiet:
         print(
-            "streamhouse-beam read: no --stop or --max-records: tailing until interrupted",
+            f"streamhouse-beam read: no --stop or --max-records: tailing on {runner_name} "
+            "until interrupted",
             file=sys.stderr,
         )
     from streamhouse_beam.beam.jsonl import AppendJsonLines, Progress

@@ -11,9 +11,11 @@ end) are always shown.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -92,11 +94,38 @@ def _cli_logging(command: str, verbose: bool) -> Iterator[None]:
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
+    thread_hook = threading.excepthook
+    if not verbose:
+        threading.excepthook = _thread_failure_to_log
     try:
         yield
     finally:
+        threading.excepthook = thread_hook
         root.removeHandler(handler)
         root.setLevel(level)
+        if not verbose:
+            # Registered after Beam's own exit hooks (a Prism job server registers one when it
+            # starts), so it runs before them: their log lines ("Really destroying service")
+            # and the logging.basicConfig() they call then find a handler that drops them.
+            atexit.register(_quiet_exit)
+
+
+def _thread_failure_to_log(args: threading.ExceptHookArgs) -> None:
+    """Beam's threads as the log (shown with ``--verbose``), not as tracebacks on stderr.
+
+    On an interrupt Beam's SIGINT handler stops a Prism job server before the main thread
+    sees the KeyboardInterrupt, and the runner's gRPC threads in this process (the LOOPBACK
+    worker, the job's message stream) fail as it goes. A failure that matters reaches the
+    main thread as the pipeline's error.
+    """
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("streamhouse_beam.cli.threads").debug(
+        "thread %s ended with %s: %s", name, args.exc_type.__name__, args.exc_value
+    )
+
+
+def _quiet_exit() -> None:
+    logging.getLogger().addHandler(logging.NullHandler())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,6 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             status: int = args.func(args, extra)
         except KeyboardInterrupt:
+            if not verbose:
+                # The interrupt ends a tailing read. Threads of the runner that fail after it
+                # (as Prism's job server stops) print tracebacks that say nothing about the
+                # read, even during interpreter shutdown: nothing more is said on stderr.
+                sys.stderr.flush()
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stderr.fileno())
             return 130
         except BrokenPipeError:
             # The reader of our standard output went away (| head): nothing more to say, and

@@ -26,8 +26,10 @@ Callers catch the most specific class they can act on; everything derives from
     ├── NoCommittedOffsetError            StartPosition.committed(group, fallback="fail") found no commit (group, partition)
     ├── DataLossError                     offsets that cannot be read any more (topic, partition, offset range)
     ├── DecodeError                       a record value the chosen decoder cannot decode (topic, partition, offset, raw bytes)
+    ├── EventTimeError                    an EventTimePolicy.from_record function failed or returned no timestamp (topic, partition, offset)
     ├── SchemaRegistryError               a schema id the registry cannot provide
-    └── UnsupportedOnRunnerError          a read option the pipeline's runner cannot honour (refused when the pipeline is built)
+    ├── UnsupportedOnRunnerError          a read option the pipeline's runner cannot honour (refused when the pipeline is built)
+    └── RunnerNotInstalledError           a runner binary or jar `make runners` caches is not there (also a FileNotFoundError)
 
 Third-party exceptions (botocore, google-api-core, psycopg, sqlite3, lz4) are mapped to these
 at the boundary where they occur with ``raise ... from exc``, so the cause stays attached.
@@ -51,6 +53,7 @@ __all__ = [
     "CorruptSegmentError",
     "DataLossError",
     "DecodeError",
+    "EventTimeError",
     "InconsistentMetadataError",
     "MetadataError",
     "MetadataUnavailableError",
@@ -59,6 +62,7 @@ __all__ = [
     "NotAStreamHouseStoreError",
     "ObjectNotFoundError",
     "OrganizationError",
+    "RunnerNotInstalledError",
     "SchemaRegistryError",
     "SegmentError",
     "SegmentLimitError",
@@ -117,7 +121,8 @@ class StreamHouseError(Exception):
 def _rebuild(
     cls: type[StreamHouseError], args: tuple[Any, ...], state: dict[str, Any]
 ) -> StreamHouseError:
-    err = Exception.__new__(cls)
+    # The class's own __new__: Exception.__new__ refuses OSError subclasses.
+    err = cls.__new__(cls)
     Exception.__init__(err, *args)
     err.__dict__.update(state)
     return err
@@ -350,6 +355,24 @@ class DecodeError(StreamHouseError):
         )
 
 
+class EventTimeError(StreamHouseError):
+    """An ``EventTimePolicy.from_record`` function failed or returned something not a timestamp.
+
+    Attributes:
+        topic, partition, offset: the record.
+        reason: what the function did.
+    """
+
+    def __init__(self, reason: str, *, topic: str, partition: int, offset: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+        super().__init__(
+            f"no event time for {topic!r} partition {partition} offset {offset}: {reason}"
+        )
+
+
 class SchemaRegistryError(StreamHouseError):
     """The schema registry could not provide a schema (unknown id, unreachable, bad answer)."""
 
@@ -366,3 +389,10 @@ class UnsupportedOnRunnerError(StreamHouseError):
         super().__init__(message)
         self.option = option
         self.runner = runner
+
+
+class RunnerNotInstalledError(StreamHouseError, FileNotFoundError):
+    """A runner's binary or jar is not where ``make runners`` (``.ci/fetch-runners``) caches it.
+
+    The message names the path looked at and the ways to provide the runner.
+    """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+import apache_beam as beam
 from apache_beam.runners.sdf_utils import (
     RestrictionTrackerView,
     ThreadsafeRestrictionTracker,
@@ -18,8 +19,11 @@ from apache_beam.runners.sdf_utils import (
 )
 
 from streamhouse_beam import ReadFromStreamHouse
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
+from streamhouse_beam.beam.read_fn import (
+    CommittingReadPartitionsFn,
+    ReadPartitionsFn,
+    partitions_fn,
+)
 from tests.read_helpers import urls
 
 
@@ -31,6 +35,15 @@ class Finalizer:
 
     def register(self, callback: Any) -> None:
         self.callbacks.append(callback)
+
+
+def call_process(
+    fn: ReadPartitionsFn, element: Any, finalizer: Any, tracker: Any, estimator: Any
+) -> Any:
+    """``fn.process()`` as a runner calls it: with the bundle finalizer only if ``fn`` asks for one."""
+    if isinstance(fn, CommittingReadPartitionsFn):
+        return fn.process(element, finalizer, tracker, estimator)
+    return fn.process(element, tracker, estimator)
 
 
 class CheckpointAfter:
@@ -62,10 +75,12 @@ class Harness:
 
     def __init__(self, tmp: pathlib.Path, **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", 0.05)
-        self.fn = ReadPartitionsFn(ReadFromStreamHouse("t", **urls(tmp), **kwargs).config)
+        config = ReadFromStreamHouse("t", **urls(tmp), **kwargs).config
+        self.fn = partitions_fn(config, tailing=False)
         self.fn.setup()
         self.fn.start_bundle()
-        self.provider = PartitionWatermarkEstimatorProvider()
+        # The DoFn is its own watermark estimator provider (the read's event-time policy).
+        self.provider = self.fn
 
     def start(self, element: Any) -> tuple[Any, Any]:
         """The initial restriction and watermark-estimator state of ``element``."""
@@ -80,7 +95,10 @@ class Harness:
         estimator = ThreadsafeWatermarkEstimator(self.provider.create_watermark_estimator(wm_state))
         finalizer = Finalizer()
         out = []
-        for item in self.fn.process(element, finalizer, RestrictionTrackerView(tracker), estimator):
+        view = RestrictionTrackerView(tracker)
+        for item in call_process(self.fn, element, finalizer, view, estimator):
             out.append(item)
-            estimator.observe_timestamp(item.timestamp)  # what the runner does for each output
+            # What the runner does for each output (a dead letter is a TaggedOutput around one).
+            timestamped = item.value if isinstance(item, beam.pvalue.TaggedOutput) else item
+            estimator.observe_timestamp(timestamped.timestamp)
         return out, tracker, estimator, finalizer

@@ -61,6 +61,38 @@ def test_c_and_python_outputs_are_identical(records: list[Any], row: Any) -> Non
     assert _flat(got) == _flat(want)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    records=records_strategy,
+    row=st.sampled_from([StreamHouseRecord, StreamHouseRow, None]),
+    micros=st.lists(st.integers(-(2**63), 2**63 - 1), min_size=60, max_size=60),
+    shared=st.booleans(),
+)
+def test_c_and_python_agree_on_timestamps_an_event_time_policy_gives(
+    records: list[Any], row: Any, micros: list[int], shared: bool
+) -> None:
+    """Processing time gives one timestamp for a chunk; a timestamp function one per record."""
+    stamps = [emit.timestamp_micros(us) for us in micros[: len(records)]]
+    times: Any = emit.timestamp_micros(micros[0]) if shared else stamps
+    got, got_max = emit.windowed_records(list(records), None, "t", 4, row, GLOBAL, times)
+    want, want_max = emit.windowed_records_py(list(records), None, "t", 4, row, GLOBAL, times)
+    assert got_max == want_max == max((r[1] for r in records), default=0)
+    got_flat, want_flat = _flat(got), _flat(want)
+    assert got_flat == want_flat
+    expected = [times] * len(records) if shared else stamps
+    assert [o[2] for o in got_flat] == expected
+    # The rows still carry the record timestamp.
+    if row is not None:
+        assert [o[1].timestamp for o in got_flat] == [r[1] for r in records]
+
+
+def test_a_directly_filled_microsecond_timestamp_equals_beams_own() -> None:
+    for us in (0, 1, -1, -1_000_001, 1_767_225_600_123_456, -(2**63), 2**63 - 1):
+        direct, built = emit.timestamp_micros(us), Timestamp(micros=us)
+        assert direct == built and hash(direct) == hash(built) and repr(direct) == repr(built)
+        assert direct.micros == us
+
+
 def test_outputs_carry_the_record_its_event_time_and_the_given_windows() -> None:
     window = IntervalWindow(0, 10)
     records = [(5, 1_000, b"k", b"a"), (6, 1_000, None, b"b"), (9, 2_500, b"k2", b"c")]
@@ -112,13 +144,15 @@ def test_malformed_records_raise_type_errors_before_any_output() -> None:
         pytest.skip("the C argument checks")
     from streamhouse_beam.beam._emit import windowed_records  # type: ignore[import-not-found]
 
-    args = ("t", 0, StreamHouseRecord, False, WindowedValue, Timestamp, GLOBAL)
+    args = ("t", 0, StreamHouseRecord, False, WindowedValue, Timestamp, GLOBAL, None)
     with pytest.raises(TypeError, match=r"records\[1\]"):
         windowed_records([(0, 0, None, b""), (1, 2)], None, *args)
     with pytest.raises(TypeError, match="values must be"):
         windowed_records([(0, 0, None, b"")], [], *args)
     with pytest.raises(TypeError, match="row_type"):
-        windowed_records([], None, "t", 0, dict, False, WindowedValue, Timestamp, GLOBAL)
+        windowed_records([], None, "t", 0, dict, False, WindowedValue, Timestamp, GLOBAL, None)
+    with pytest.raises(TypeError, match="times must be"):
+        windowed_records([(0, 0, None, b"")], None, *args[:-1], [])
 
 
 def test_abandoned_iterators_free_what_they_hold() -> None:

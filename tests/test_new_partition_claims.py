@@ -33,7 +33,7 @@ from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.segment.columns import BATCH_SCHEMA
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse
-from tests.process_harness import CheckpointAfter, Finalizer
+from tests.process_harness import CheckpointAfter, Finalizer, call_process
 from tests.read_helpers import local_streamhouse, read_all, urls
 
 T0 = DEFAULT_CLOCK_START_MS
@@ -73,7 +73,7 @@ class Call:
         view = RestrictionTrackerView(self.threadsafe) if tracker is None else tracker
         # No per-output observe_timestamp here: the estimator must get every event time from
         # the DoFn's own per-chunk observe_event_time (it ignores the per-output calls anyway).
-        return list(self.fn.process(element, Finalizer(), view, self.estimator))
+        return list(call_process(self.fn, element, Finalizer(), view, self.estimator))
 
     def residual(self) -> NewPartitionsRestriction:
         status = self.threadsafe.deferred_status()

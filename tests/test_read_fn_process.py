@@ -18,7 +18,7 @@ from streamhouse_beam import StartPosition, StopPosition
 from streamhouse_beam.beam.descriptors import NewPartitionsDescriptor, PartitionDescriptor
 from streamhouse_beam.beam.restriction import PartitionRestriction
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
-from tests.process_harness import CheckpointAfter, Finalizer, Harness
+from tests.process_harness import CheckpointAfter, Finalizer, Harness, call_process
 from tests.read_helpers import local_streamhouse, write_topic
 
 T0 = DEFAULT_CLOCK_START_MS
@@ -93,7 +93,7 @@ def test_a_split_during_the_call_stops_emission_at_the_split_point(topic: pathli
     restriction, _ = h.start(element)
     tracker = ThreadsafeRestrictionTracker(h.fn.create_tracker(restriction))
     estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(MIN_TIMESTAMP))
-    gen = h.fn.process(element, Finalizer(), RestrictionTrackerView(tracker), estimator)
+    gen = call_process(h.fn, element, Finalizer(), RestrictionTrackerView(tracker), estimator)
     first = next(gen)  # every record of the poll is claimed before the first is yielded
     assert first.value.offset == 0
     # All ten were claimed already, so a split now finds no remainder to give away.
@@ -111,7 +111,7 @@ def test_split_before_processing_is_honoured(topic: pathlib.Path) -> None:
     assert (primary.stop, residual.start) == (2, 2)
     tracker = ThreadsafeRestrictionTracker(raw)
     estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(MIN_TIMESTAMP))
-    out = list(h.fn.process(element, Finalizer(), RestrictionTrackerView(tracker), estimator))
+    out = list(call_process(h.fn, element, Finalizer(), RestrictionTrackerView(tracker), estimator))
     assert [o.value.offset for o in out] == [0, 1]
     tracker.check_done()
 
@@ -244,7 +244,7 @@ def test_new_partition_records_claimed_before_a_checkpoint_are_emitted_not_lost(
     tracker = ThreadsafeRestrictionTracker(h.fn.create_tracker(restriction))
     estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(wm))
     view = CheckpointAfter(tracker, 2)
-    out = list(h.fn.process(element, Finalizer(), view, estimator))
+    out = list(call_process(h.fn, element, Finalizer(), view, estimator))
     # The two records claimed before the checkpoint are emitted; the residual resumes at 2.
     assert [(o.value.partition, o.value.offset) for o in out] == [(1, 0), (1, 1)]
     assert dict(view.residual.positions) == {1: 2}

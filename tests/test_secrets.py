@@ -117,6 +117,8 @@ def test_every_error_class_redacts_its_message() -> None:
             )
         elif issubclass(cls, errors.DecodeError):
             exc = cls(message, topic="t", partition=0, offset=0, raw=b"")
+        elif issubclass(cls, errors.EventTimeError):
+            exc = cls(message, topic="t", partition=0, offset=0)
         elif issubclass(cls, errors.NoCommittedOffsetError):
             exc = cls(message, TopicPartition("t", 0))
         elif issubclass(cls, errors.MissingExtraError):

@@ -13,6 +13,7 @@ from streamhouse_beam.beam.coders import (
     StreamHouseTextRow,
 )
 from streamhouse_beam.beam.descriptors import PartitionDescriptor
+from streamhouse_beam.beam.event_time import EventTimePolicy
 from streamhouse_beam.beam.read_fn import DEAD_LETTER_TAG, ReadPartitionsFn
 from streamhouse_beam.beam.restriction import (
     PartitionRestriction,
@@ -28,6 +29,7 @@ from streamhouse_beam.beam.watermark import (
 __all__ = [
     "DEAD_LETTER_TAG",
     "DeadLetterRecord",
+    "EventTimePolicy",
     "PartitionDescriptor",
     "PartitionRestriction",
     "PartitionRestrictionCoder",

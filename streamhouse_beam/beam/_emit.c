@@ -10,7 +10,8 @@
  * against Beam's own constructor by emit.py before this function is ever used (see
  * emit._timestamp_layout_ok).
  *
- * windowed_records(records, values, topic, partition, row_type, kv, wv_type, ts_type, windows)
+ * windowed_records(records, values, topic, partition, row_type, kv, wv_type, ts_type, windows,
+ *                  times)
  *   records:   list of (offset, timestamp_ms, key, raw_value) tuples (the decoder's output)
  *   values:    None (values are the raw bytes) or a list of decoded values, one per record
  *   topic, partition: put in every row
@@ -19,6 +20,9 @@
  *   wv_type:   apache_beam.utils.windowed_value.WindowedValue
  *   ts_type:   streamhouse_beam.beam.emit.EventTime (a Timestamp subclass)
  *   windows:   the windows tuple of every output
+ *   times:     None: each output's timestamp is its record's (an EventTime of timestamp_ms);
+ *              a list as long as records: output i's timestamp is times[i]; any other object:
+ *              the timestamp of every output (event-time policies other than record time)
  * Returns (an iterator making the outputs one per next(), largest timestamp_ms), or None when
  * a timestamp does not fit Beam's int64 microseconds (the caller then takes the pure-Python
  * path, which reports it). Every record is checked before the iterator is returned.
@@ -101,6 +105,7 @@ typedef struct {
     Py_ssize_t next;
     uint64_t prev_ms;
     PyObject *ts; /* the Timestamp of prev_ms, shared by records of one millisecond */
+    PyObject *times; /* NULL: record timestamps; a list: one per record; else: one for all */
 } OutputsIter;
 
 static void
@@ -116,6 +121,7 @@ outputs_dealloc(OutputsIter *it)
     Py_XDECREF(it->ts_type);
     Py_XDECREF(it->windows);
     Py_XDECREF(it->ts);
+    Py_XDECREF(it->times);
     PyObject_GC_Del(it);
 }
 
@@ -131,6 +137,7 @@ outputs_traverse(OutputsIter *it, visitproc visit, void *arg)
     Py_VISIT(it->ts_type);
     Py_VISIT(it->windows);
     Py_VISIT(it->ts);
+    Py_VISIT(it->times);
     return 0;
 }
 
@@ -168,6 +175,31 @@ outputs_next(OutputsIter *it)
     return wv;
 }
 
+/* outputs_next for timestamps the event-time policy chose (it->times): a type of its own, so
+ * the record-time iterator above stays exactly the code it was (its per-record cost is the
+ * read's hot path). */
+static PyObject *
+given_times_next(OutputsIter *it)
+{
+    if (it->next >= PyList_GET_SIZE(it->records)) {
+        return NULL; /* exhausted: StopIteration */
+    }
+    Py_ssize_t i = it->next++;
+    PyObject *rec = PyList_GET_ITEM(it->records, i);
+    PyObject *ts = PyList_CheckExact(it->times) ? PyList_GET_ITEM(it->times, i) : it->times;
+    PyObject *value =
+        it->values == Py_None ? PyTuple_GET_ITEM(rec, 3) : PyList_GET_ITEM(it->values, i);
+    PyObject *element = it->kv ? PyTuple_Pack(2, PyTuple_GET_ITEM(rec, 2), value)
+                               : new_row(it->row_type, it->topic, it->partition, rec, value);
+    if (element == NULL) {
+        return NULL;
+    }
+    PyObject *wv_args[3] = {element, ts, it->windows};
+    PyObject *wv = PyObject_Vectorcall(it->wv_type, wv_args, 3, NULL);
+    Py_DECREF(element);
+    return wv;
+}
+
 static PyObject *
 outputs_length_hint(OutputsIter *it, PyObject *unused)
 {
@@ -193,14 +225,26 @@ static PyTypeObject OutputsIterType = {
     .tp_methods = outputs_methods,
 };
 
+static PyTypeObject GivenTimesIterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "streamhouse_beam.beam._emit.GivenTimesIter",
+    .tp_basicsize = sizeof(OutputsIter),
+    .tp_dealloc = (destructor)outputs_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The WindowedValues of a chunk of records with given timestamps, one per next().",
+    .tp_traverse = (traverseproc)outputs_traverse,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)given_times_next,
+    .tp_methods = outputs_methods,
+};
+
 static PyObject *
 windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 9) {
+    if (nargs != 10) {
         PyErr_Format(PyExc_TypeError,
-                     "windowed_records() takes 9 positional arguments (records, values, topic, "
-                     "partition, row_type, kv, wv_type, ts_type, windows), got %zd",
+                     "windowed_records() takes 10 positional arguments (records, values, topic, "
+                     "partition, row_type, kv, wv_type, ts_type, windows, times), got %zd",
                      nargs);
         return NULL;
     }
@@ -226,6 +270,11 @@ windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (!PyType_Check(ts_obj)) {
         PyErr_Format(PyExc_TypeError, "ts_type must be a type, got %R", ts_obj);
+        return NULL;
+    }
+    PyObject *times = args[9];
+    if (PyList_CheckExact(times) && PyList_GET_SIZE(times) != n) {
+        PyErr_SetString(PyExc_TypeError, "times must be None, a Timestamp or a list as long as records");
         return NULL;
     }
     /* Check every record and find the largest timestamp before anything is emitted. */
@@ -255,7 +304,8 @@ windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (copy == NULL) {
         return NULL;
     }
-    OutputsIter *it = PyObject_GC_New(OutputsIter, &OutputsIterType);
+    OutputsIter *it = PyObject_GC_New(
+        OutputsIter, times == Py_None ? &OutputsIterType : &GivenTimesIterType);
     if (it == NULL) {
         Py_DECREF(copy);
         return NULL;
@@ -279,6 +329,15 @@ windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     it->next = 0;
     it->prev_ms = 0;
     it->ts = NULL;
+    it->times = NULL;
+    if (times != Py_None) {
+        /* A list is copied: the caller's may change while outputs are still being made. */
+        it->times = PyList_CheckExact(times) ? PyList_GetSlice(times, 0, n) : Py_NewRef(times);
+        if (it->times == NULL) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
     PyObject_GC_Track(it);
     return Py_BuildValue("(NK)", (PyObject *)it, (unsigned long long)max_ms);
 }
@@ -286,7 +345,7 @@ windowed_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"windowed_records", (PyCFunction)(void (*)(void))windowed_records, METH_FASTCALL,
      "windowed_records(records, values, topic, partition, row_type, kv, wv_type, ts_type, "
-     "windows)\n--\n\n"
+     "windows, times)\n--\n\n"
      "An iterator over the WindowedValues of a polled chunk (made one per next()) and the\n"
      "chunk's largest timestamp in milliseconds, or None when a timestamp does not fit Beam's\n"
      "int64 microseconds; the C twin of streamhouse_beam.beam.emit.windowed_records_py."},
@@ -301,7 +360,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__emit(void)
 {
-    if (PyType_Ready(&OutputsIterType) < 0) {
+    if (PyType_Ready(&OutputsIterType) < 0 || PyType_Ready(&GivenTimesIterType) < 0) {
         return NULL;
     }
     str_precision = PyUnicode_InternFromString("_precision");

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from streamhouse_beam.beam.event_time import EventTimePolicy
 from streamhouse_beam.cache import SegmentCache, get_worker_cache
 from streamhouse_beam.decoders import ValueDecoder
 from streamhouse_beam.errors import redact
@@ -136,6 +137,7 @@ class ReadConfig:
     commit_offsets_group: str | None
     max_records: int | None
     run_id: str
+    event_time: EventTimePolicy = EventTimePolicy.record_time()  # noqa: RUF009 - frozen value
 
     def resources_key(self) -> tuple[Any, ...]:
         return (

@@ -33,6 +33,7 @@ __all__ = [
     "ACCELERATED",
     "EventTime",
     "check_event_time",
+    "timestamp_micros",
     "timestamp_ms",
     "windowed_records",
     "windowed_records_py",
@@ -71,6 +72,18 @@ def _timestamp_constructed(ms: int) -> Timestamp:
     return Timestamp(micros=ms * 1000)
 
 
+def _micros_direct(micros: int) -> Timestamp:
+    ts = _new_object(EventTime)
+    ts._precision = 6
+    ts._seconds, ts._subseconds = divmod(micros, 1_000_000)
+    ts.micros = micros
+    return ts
+
+
+def _micros_constructed(micros: int) -> Timestamp:
+    return Timestamp(micros=micros)
+
+
 def _timestamp_layout_ok() -> bool:
     """Whether a directly filled EventTime is indistinguishable from a constructed Timestamp."""
     try:
@@ -81,6 +94,12 @@ def _timestamp_layout_ok() -> bool:
             if built != direct or direct != built or direct.micros != built.micros:
                 return False
             if hash(built) != hash(direct) or repr(built) != repr(direct):
+                return False
+        for micros in (-1, -1_000_001, -(2**63), 2**63 - 1, 1_700_000_000_123_456):
+            built, direct = Timestamp(micros=micros), _micros_direct(micros)
+            if vars(built) != {k: v for k, v in vars(direct).items() if k != "micros"}:
+                return False
+            if built != direct or hash(built) != hash(direct) or repr(built) != repr(direct):
                 return False
         mid = _timestamp_direct(1_700_000_000_123)
         if mid + 1 != Timestamp(micros=1_700_000_001_123_000) or mid.to_rfc3339() != (
@@ -100,6 +119,10 @@ ACCELERATED = _DIRECT and _windowed_records_c is not None
 #: ``timestamp_ms(ms)``: the ``Timestamp`` of ``ms`` milliseconds, equal to
 #: ``Timestamp(micros=ms * 1000)`` (an :class:`EventTime` when the layout check passed).
 timestamp_ms = _timestamp_direct if _DIRECT else _timestamp_constructed
+
+#: ``timestamp_micros(us)``: the ``Timestamp`` of ``us`` microseconds (any in Beam's range),
+#: equal to ``Timestamp(micros=us)``; the element timestamps of the other event-time policies.
+timestamp_micros = _micros_direct if _DIRECT else _micros_constructed
 
 
 def check_event_time(ms: int, topic: str, partition: int, offset: int) -> None:
@@ -122,6 +145,7 @@ def windowed_records_py(
     partition: int,
     row_type: type | None,
     windows: tuple[Any, ...],
+    times: Timestamp | list[Timestamp] | None = None,
 ) -> tuple[Iterator[WindowedValue], int]:
     """The pure-Python :func:`windowed_records`."""
     records = list(records)
@@ -129,7 +153,39 @@ def windowed_records_py(
     if max_ms > _MAX_MS:
         for offset, ms, _, _ in records:
             check_event_time(ms, topic, partition, offset)
+    if times is not None:
+        _check_times(times, len(records))
+        return _outputs_given_times_py(
+            records, values, topic, partition, row_type, windows, times
+        ), max_ms
     return _outputs_py(records, values, topic, partition, row_type, windows), max_ms
+
+
+def _check_times(times: object, n: int) -> None:
+    if type(times) is list:
+        if len(times) != n:
+            raise TypeError(f"times must be None, a Timestamp or a list of {n}, got {len(times)}")
+    elif not isinstance(times, Timestamp):
+        raise TypeError(f"times must be None, a Timestamp or a list, got {times!r}")
+
+
+def _outputs_given_times_py(
+    records: list[Record],
+    values: Sequence[Any] | None,
+    topic: str,
+    partition: int,
+    row_type: type | None,
+    windows: tuple[Any, ...],
+    times: Timestamp | list[Timestamp],
+) -> Iterator[WindowedValue]:
+    each = times if isinstance(times, list) else [times] * len(records)
+    for i, (offset, ms, key, raw) in enumerate(records):
+        value = raw if values is None else values[i]
+        if row_type is None:
+            element: Any = (key, value)
+        else:
+            element = row_type(topic, partition, offset, ms, key, value)
+        yield WindowedValue(element, each[i], windows)
 
 
 def _outputs_py(
@@ -162,8 +218,9 @@ def windowed_records(
     partition: int,
     row_type: type | None,
     windows: tuple[Any, ...],
+    times: Timestamp | list[Timestamp] | None = None,
 ) -> tuple[Iterator[WindowedValue], int]:
-    """The ``WindowedValue`` of each record, in order, and the largest timestamp (ms).
+    """The ``WindowedValue`` of each record, in order, and the largest record timestamp (ms).
 
     The outputs are made one at a time as the iterator is consumed, so each can be freed as
     soon as the runner is done with it (a whole chunk of live outputs would be walked by the
@@ -178,6 +235,9 @@ def windowed_records(
         row_type: a 6-field ``NamedTuple`` built as ``(topic, partition, offset, timestamp,
             key, value)``, or ``None`` for plain ``(key, value)`` tuples.
         windows: the windows every output is in.
+        times: the outputs' timestamps when they are not the record timestamps (an
+            event-time policy other than record time): one ``Timestamp`` for every record, or
+            a list of one per record; ``None`` stamps each output with its record timestamp.
 
     Returns:
         ``(outputs, largest timestamp in ms)``; the largest timestamp is 0 for no records.
@@ -202,7 +262,8 @@ def windowed_records(
             WindowedValue,
             EventTime,
             windows,
+            times,
         )
         if got is not None:
             return got  # type: ignore[no-any-return]
-    return windowed_records_py(records, values, topic, partition, row_type, windows)
+    return windowed_records_py(records, values, topic, partition, row_type, windows, times)

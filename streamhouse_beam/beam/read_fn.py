@@ -12,8 +12,10 @@ worker when the read is planned. Each ``process()`` call
 3. reads up to ``max_poll_records`` records with :class:`PartitionReader` (in calls of
    ``read_chunk_records``, stopping early once ``max_poll_seconds`` have passed), each chunk
    **before** claiming it, so a slow read never holds the tracker's lock during a split request;
-4. claims each record's offset (offsets may jump over compacted gaps) and emits it with its
-   record timestamp as event time; a failed claim means a split took the rest: stop;
+4. claims each record's offset (offsets may jump over compacted gaps) and emits it with the
+   event time the read's :class:`~streamhouse_beam.beam.event_time.EventTimePolicy` gives it
+   (the record timestamp by default), reporting the chunk's largest to the watermark estimator
+   first; a failed claim means a split took the rest: stop;
 5. claims the last offset the read scanned past (gaps, lost ranges), ends a bounded range by
    claiming its stop, and otherwise checkpoints with ``defer_remainder()`` — at once when more
    is readable, after ``poll_interval`` when caught up (and advances an idle watermark).
@@ -22,8 +24,10 @@ The first call of each bundle hands the first segment of every other partition t
 planned to the segment cache's background prefetch, so a worker pays one round trip for all of
 them instead of one per partition.
 
-With ``commit_offsets_group`` each call registers a bundle-finalization callback that commits
-the next offset to read for its partition once the runner has durably committed the bundle.
+With ``commit_offsets_group`` the read uses :class:`CommittingReadPartitionsFn`: each call
+registers a bundle-finalization callback that commits the next offset to read for its
+partition once the runner has durably committed the bundle. Without it the DoFn does not ask
+for bundle finalization at all (:func:`partitions_fn` picks the class).
 
 Discovery: :class:`DiscoverPartitionsFn` lists the partitions of each topic when the pipeline
 starts. For a tailing read it adds one :class:`NewPartitionsDescriptor` per topic: that element's
@@ -36,7 +40,8 @@ stage rather than an upstream watching stage because runners such as FnApiRunner
 only once its upstream stages are finished, which an endless watcher never is.
 
 :class:`TailPartitionsFn` is the same DoFn marked ``unbounded_per_element`` (tailing reads make
-the output PCollection unbounded, which puts Dataflow in streaming mode).
+the output PCollection unbounded, which puts Dataflow in streaming mode), and
+:class:`CommittingTailPartitionsFn` its committing counterpart.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
 
@@ -69,7 +74,13 @@ from streamhouse_beam.beam.descriptors import (
     budget_for,
     worker_resources,
 )
-from streamhouse_beam.beam.emit import check_event_time, timestamp_ms, windowed_records
+from streamhouse_beam.beam.emit import (
+    check_event_time,
+    timestamp_micros,
+    timestamp_ms,
+    windowed_records,
+)
+from streamhouse_beam.beam.event_time import call_timestamp_fn
 from streamhouse_beam.beam.restriction import (
     NewPartitionsRestriction,
     NewPartitionsTracker,
@@ -77,16 +88,23 @@ from streamhouse_beam.beam.restriction import (
     PartitionRestrictionCoder,
     PartitionRestrictionTracker,
 )
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
+from streamhouse_beam.beam.watermark import (
+    PartitionWatermarkEstimator,
+    PartitionWatermarkEstimatorProvider,
+    WatermarkStateCoder,
+)
 from streamhouse_beam.errors import DecodeError
 from streamhouse_beam.partition_reader import PartitionReader, ReadBatch
 from streamhouse_beam.records import StreamHouseRecord, TopicPartition
 
 __all__ = [
     "DEAD_LETTER_TAG",
+    "CommittingReadPartitionsFn",
+    "CommittingTailPartitionsFn",
     "DiscoverPartitionsFn",
     "ReadPartitionsFn",
     "TailPartitionsFn",
+    "partitions_fn",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -249,8 +267,12 @@ def _largest_event_time(outputs: list[Any]) -> int | None:
     return largest
 
 
-class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
+class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):  # type: ignore[misc]
     """Reads one partition range per element; see the module docstring.
+
+    It is its own watermark estimator provider too (a
+    :class:`PartitionWatermarkEstimatorProvider` of the config's event-time policy), because
+    the policy decides how each restriction's watermark is seeded and bounded.
 
     Args:
         config: the validated read configuration.
@@ -268,6 +290,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         self._reset()
 
     def _reset(self) -> None:
+        self._watermarks = PartitionWatermarkEstimatorProvider(self.config.event_time)
         self._resources: WorkerResources | None = None
         self._readers: dict[TopicPartition, PartitionReader] = {}
         self._sizers: dict[TopicPartition, PartitionReader] = {}
@@ -372,6 +395,23 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
 
     def restriction_coder(self) -> PartitionRestrictionCoder:
         return PartitionRestrictionCoder()
+
+    # ------------------------------------------------------------------ WatermarkEstimatorProvider
+
+    def initial_estimator_state(self, element: Any, restriction: Any) -> Timestamp:
+        return self._watermarks.initial_estimator_state(element, restriction)
+
+    def create_watermark_estimator(self, estimator_state: Timestamp) -> PartitionWatermarkEstimator:
+        return self._watermarks.create_watermark_estimator(estimator_state)
+
+    def estimator_state_coder(self) -> WatermarkStateCoder:
+        return self._watermarks.estimator_state_coder()
+
+    def _advance_idle(self, watermark_estimator: Any) -> Timestamp:
+        """Move an idle partition's watermark (now minus the idle delay); returns it."""
+        return watermark_estimator.advance_idle(  # type: ignore[no-any-return]
+            Timestamp.now(), self._watermarks.idle_delay(self.config.max_delay_seconds)
+        )
 
     # ------------------------------------------------------------------ DoFn lifecycle
 
@@ -491,7 +531,9 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             ``(outputs, last claimed offset or None, records claimed, split)``; ``split`` is
             True when a claim was refused because a split took the rest of the range.
         """
-        outputs, last, claimed, split, event_micros = self._claim_and_convert(tp, records, tracker)
+        outputs, last, claimed, split, event_micros = self._claim_and_convert(
+            tp, records, tracker, watermark_estimator
+        )
         if event_micros is not None:
             # Before the outputs leave: the estimator ignores Beam's per-output calls.
             watermark_estimator.observe_event_time(event_micros)
@@ -500,7 +542,11 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         return outputs, last, claimed, split
 
     def _claim_and_convert(
-        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]], tracker: Any
+        self,
+        tp: TopicPartition,
+        records: list[tuple[int, int, bytes | None, bytes]],
+        tracker: Any,
+        watermark_estimator: Any,
     ) -> tuple[Iterable[Any], int | None, int, bool, int | None]:
         """:meth:`_outputs` plus the largest event time of the outputs (microseconds or None)."""
         config = self.config
@@ -509,6 +555,9 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             from streamhouse_beam.beam.batches import claim_batch
 
             outputs, last, claimed, split = claim_batch(tp, records, tracker)
+            if outputs and config.event_time.kind == "processing_time":
+                now = self._processing_time(watermark_estimator)
+                outputs = [beam.window.TimestampedValue(outputs[0].value, now)]
             return outputs, last, claimed, split, _largest_event_time(outputs)
         # One claim for the chunk (streamhouse_beam.beam.claims), not one per record.
         claimed = claim_prefix(records, tracker)
@@ -518,13 +567,47 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         if not records:
             return [], None, 0, split, None
         last = records[-1][0]
-        out, max_ms = self._convert_chunk(tp, records)
-        return out, last, claimed, split, max_ms * 1000
+        stamp: Timestamp | None = None
+        if config.event_time.kind == "processing_time":
+            stamp = self._processing_time(watermark_estimator)
+        out, event_micros = self._convert_chunk(tp, records, stamp)
+        return out, last, claimed, split, event_micros
+
+    @staticmethod
+    def _processing_time(watermark_estimator: Any) -> Timestamp:
+        """Now, as the timestamp of a chunk read under processing time (never behind the watermark)."""
+        now = Timestamp.now()
+        watermark = watermark_estimator.current_watermark()
+        return timestamp_micros(max(now, watermark).micros)
+
+    def _timestamps_of(
+        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]], values: Any
+    ) -> list[int]:
+        """The timestamp function's result for each record (microseconds)."""
+        fn = self.config.event_time.timestamp_fn
+        topic, partition = tp
+        return [
+            call_timestamp_fn(
+                fn,
+                StreamHouseRecord(
+                    topic, partition, offset, ts, key, raw if values is None else values[i]
+                ),
+            )
+            for i, (offset, ts, key, raw) in enumerate(records)
+        ]
 
     def _convert_chunk(
-        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]]
-    ) -> tuple[Iterable[Any], int]:
-        """The outputs of claimed ``records`` (made lazily) and their largest timestamp (ms)."""
+        self,
+        tp: TopicPartition,
+        records: list[tuple[int, int, bytes | None, bytes]],
+        stamp: Timestamp | None = None,
+    ) -> tuple[Iterable[Any], int | None]:
+        """The outputs of claimed ``records`` (made lazily) and their largest event time (µs).
+
+        Under record time (``stamp`` None, no timestamp function) each output carries its
+        record timestamp; under processing time every output carries ``stamp``; with a
+        timestamp function each carries what the function returned.
+        """
         config = self.config
         decoder = config.decoder
         topic, partition = tp
@@ -546,11 +629,22 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             except DecodeError:
                 # Some value does not decode: go record by record, which counts it and routes
                 # it to the dead-letter output or raises, as configured.
-                return self._convert_each(tp, records)
+                return self._convert_each(tp, records, stamp)
+        times: Timestamp | list[Timestamp] | None = stamp
+        event_micros: int | None = None
+        if stamp is not None:
+            event_micros = stamp.micros
+        elif config.event_time.kind == "timestamp_fn":
+            micros = self._timestamps_of(tp, records, values)
+            times = [timestamp_micros(us) for us in micros]
+            event_micros = max(micros)
         if self.global_window:
             # Ready-made WindowedValues: exactly what Beam makes of a TimestampedValue in the
             # global window, without its per-element window assignment.
-            return windowed_records(records, values, topic, partition, row_type, _GLOBAL_WINDOWS)
+            outputs, max_ms = windowed_records(
+                records, values, topic, partition, row_type, _GLOBAL_WINDOWS, times
+            )
+            return outputs, max_ms * 1000 if event_micros is None else event_micros
         out: list[Any] = []
         max_ms = 0
         for i, (offset, ts, key, raw) in enumerate(records):
@@ -561,28 +655,48 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 if row_type is None
                 else row_type(topic, partition, offset, ts, key, value)
             )
-            out.append(beam.window.TimestampedValue(element, timestamp_ms(ts)))
+            if times is None:
+                event_time = timestamp_ms(ts)
+            else:
+                event_time = times[i] if isinstance(times, list) else times
+            out.append(beam.window.TimestampedValue(element, event_time))
             max_ms = max(max_ms, ts)
-        return out, max_ms
+        return out, max_ms * 1000 if event_micros is None else event_micros
 
     def _convert_each(
-        self, tp: TopicPartition, records: list[tuple[int, int, bytes | None, bytes]]
-    ) -> tuple[list[Any], int]:
+        self,
+        tp: TopicPartition,
+        records: list[tuple[int, int, bytes | None, bytes]],
+        stamp: Timestamp | None,
+    ) -> tuple[list[Any], int | None]:
         """:meth:`_convert_chunk` one record at a time (a chunk holding undecodable values)."""
         out: list[Any] = []
+        event_micros: int | None = None
         for rec in records:
-            out.extend(self._convert(tp, rec))
-        return out, max((rec[1] for rec in records), default=0)
+            outputs, micros = self._convert(tp, rec, stamp)
+            out.extend(outputs)
+            if micros is not None and (event_micros is None or micros > event_micros):
+                event_micros = micros
+        return out, event_micros
 
     def process(
         self,
         element: PartitionDescriptor | NewPartitionsDescriptor,
-        bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
         tracker: Any = beam.DoFn.RestrictionParam(),
-        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
-            PartitionWatermarkEstimatorProvider()
-        ),
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(),
     ) -> Iterator[Any]:
+        # No BundleFinalizerParam here: a DoFn that asks for one makes Prism finalize every
+        # bundle, which fails in the SDK when nothing was registered (CommittingReadPartitionsFn).
+        return self._read(element, None, tracker, watermark_estimator)
+
+    def _read(
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
+        bundle_finalizer: Any,
+        tracker: Any,
+        watermark_estimator: Any,
+    ) -> Iterator[Any]:
+        """One ``process()`` call; ``bundle_finalizer`` is None unless offsets are committed."""
         if isinstance(element, NewPartitionsDescriptor):
             yield from self._process_new_partitions(
                 element, bundle_finalizer, tracker, watermark_estimator
@@ -688,14 +802,20 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
         if caught_up:
             if self._metrics is not None:
                 self._metrics["empty_polls"].inc()
-            watermark = watermark_estimator.advance_idle(
-                Timestamp.now(), Duration.of(config.max_delay_seconds)
-            )
+            now = Timestamp.now()
+            watermark = self._advance_idle(watermark_estimator)
             stop_ms = _stop_timestamp(element, restriction)
-            if stop_ms is not None and watermark >= Timestamp(micros=stop_ms * 1000):
-                # Caught up and idle past the stop time: no record below it can still arrive.
-                _finish(tracker)
-                return
+            if stop_ms is not None:
+                # The stop is a record time: compare it with record-time marks only (the
+                # watermark of another policy is not one).
+                stop_ts = Timestamp(micros=stop_ms * 1000)
+                reached = now - Duration.of(config.max_delay_seconds) >= stop_ts or (
+                    config.event_time.kind == "record_time" and watermark >= stop_ts
+                )
+                if reached:
+                    # Caught up and idle past the stop time: no record below it can still arrive.
+                    _finish(tracker)
+                    return
             tracker.defer_remainder(Duration.of(config.poll_interval))
         else:
             tracker.defer_remainder()
@@ -774,17 +894,26 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 caught_up = False
         _note_empty_poll(key, caught_up)
         if caught_up:
-            watermark_estimator.advance_idle(Timestamp.now(), Duration.of(config.max_delay_seconds))
+            self._advance_idle(watermark_estimator)
             tracker.defer_remainder(Duration.of(config.poll_interval))
         else:
             tracker.defer_remainder()
 
-    def _convert(self, tp: TopicPartition, rec: tuple[int, int, bytes | None, bytes]) -> list[Any]:
-        """One record's outputs (no claim): the record, or its dead-letter entry."""
+    def _convert(
+        self,
+        tp: TopicPartition,
+        rec: tuple[int, int, bytes | None, bytes],
+        stamp: Timestamp | None = None,
+    ) -> tuple[list[Any], int | None]:
+        """One record's outputs (no claim) and the event time it reports (µs, or None).
+
+        The record, or its dead-letter entry; a dead letter under a timestamp function keeps
+        its record timestamp (the function cannot see an undecodable value) and reports none.
+        """
         config = self.config
         offset, ts, key, raw = rec
         check_event_time(ts, tp.topic, tp.partition, offset)
-        event_time = timestamp_ms(ts)
+        event_time = timestamp_ms(ts) if stamp is None else stamp
         try:
             value = config.decoder.decode_record(
                 raw, topic=tp.topic, partition=tp.partition, offset=offset
@@ -794,15 +923,16 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
                 self._metrics["decode_errors"].inc()
             if not config.dead_letter:
                 raise
-            return [
-                beam.pvalue.TaggedOutput(
-                    DEAD_LETTER_TAG,
-                    beam.window.TimestampedValue(
-                        DeadLetterRecord(tp.topic, tp.partition, offset, ts, key, raw, exc.reason),
-                        event_time,
-                    ),
-                )
-            ]
+            dead = beam.pvalue.TaggedOutput(
+                DEAD_LETTER_TAG,
+                beam.window.TimestampedValue(
+                    DeadLetterRecord(tp.topic, tp.partition, offset, ts, key, raw, exc.reason),
+                    event_time,
+                ),
+            )
+            if config.event_time.kind == "timestamp_fn":
+                return [dead], None
+            return [dead], event_time.micros
         if config.output == "rows":
             row_type = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
             element: Any = row_type(tp.topic, tp.partition, offset, ts, key, value)  # type: ignore[arg-type]
@@ -810,7 +940,13 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider):  # type: ignore[misc]
             element = (key, value)
         else:
             element = StreamHouseRecord(tp.topic, tp.partition, offset, ts, key, value)
-        return [beam.window.TimestampedValue(element, event_time)]
+        if config.event_time.kind == "timestamp_fn":
+            micros = call_timestamp_fn(
+                config.event_time.timestamp_fn,
+                StreamHouseRecord(tp.topic, tp.partition, offset, ts, key, value),
+            )
+            event_time = timestamp_micros(micros)
+        return [beam.window.TimestampedValue(element, event_time)], event_time.micros
 
     def _after(
         self,
@@ -860,10 +996,85 @@ class TailPartitionsFn(ReadPartitionsFn):
     def process(
         self,
         element: PartitionDescriptor | NewPartitionsDescriptor,
+        tracker: Any = beam.DoFn.RestrictionParam(),
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
+            PartitionWatermarkEstimatorProvider()
+        ),
+    ) -> Iterator[Any]:
+        return self._read(element, None, tracker, watermark_estimator)
+
+
+def _nothing_to_commit() -> None:
+    """The finalization callback of a call that read nothing new: keeps its bundle finalizable."""
+
+
+class _Registrations:
+    """A bundle finalizer that remembers whether this ``process()`` call registered a commit."""
+
+    def __init__(self, finalizer: Any) -> None:
+        self.finalizer = finalizer
+        self.registered = False
+
+    def register(self, callback: Any) -> None:
+        self.finalizer.register(callback)
+        self.registered = True
+
+
+class CommittingReadPartitionsFn(ReadPartitionsFn):
+    """:class:`ReadPartitionsFn` with ``commit_offsets_group``: commits on bundle finalization.
+
+    Only this DoFn asks for ``BundleFinalizerParam``, and every call registers a callback: a
+    runner that sees the request finalizes every bundle of the stage (Prism does, whatever
+    the bundle's response says), and Beam's Python SDK keeps a bundle finalizable only when a
+    callback was registered for it, failing the request with "Bundle is not in a finalizable
+    state" otherwise. A call with nothing new to commit (an idle poll) registers a no-op.
+    """
+
+    # Beam passes process() parameters by their defaults; the extra one is the point here.
+    def process(  # type: ignore[override]
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
+        bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
+        tracker: Any = beam.DoFn.RestrictionParam(),
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(),
+    ) -> Iterator[Any]:
+        return self._read_committing(element, bundle_finalizer, tracker, watermark_estimator)
+
+    def _read_committing(
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
+        bundle_finalizer: Any,
+        tracker: Any,
+        watermark_estimator: Any,
+    ) -> Iterator[Any]:
+        registrations = _Registrations(bundle_finalizer)
+        yield from self._read(element, registrations, tracker, watermark_estimator)
+        if not registrations.registered:
+            bundle_finalizer.register(_nothing_to_commit)
+
+
+class CommittingTailPartitionsFn(CommittingReadPartitionsFn):
+    """:class:`CommittingReadPartitionsFn` for tailing reads: its output is unbounded."""
+
+    @beam.DoFn.unbounded_per_element()
+    def process(
+        self,
+        element: PartitionDescriptor | NewPartitionsDescriptor,
         bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
         tracker: Any = beam.DoFn.RestrictionParam(),
         watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
             PartitionWatermarkEstimatorProvider()
         ),
     ) -> Iterator[Any]:
-        return super().process(element, bundle_finalizer, tracker, watermark_estimator)
+        return self._read_committing(element, bundle_finalizer, tracker, watermark_estimator)
+
+
+def partitions_fn(
+    config: ReadConfig, *, tailing: bool, global_window: bool = False
+) -> ReadPartitionsFn:
+    """The partition-reading DoFn for ``config``: tailing or not, committing offsets or not."""
+    if config.commit_offsets_group is None:
+        plain = TailPartitionsFn if tailing else ReadPartitionsFn
+        return plain(config, global_window=global_window)
+    committing = CommittingTailPartitionsFn if tailing else CommittingReadPartitionsFn
+    return committing(config, global_window=global_window)

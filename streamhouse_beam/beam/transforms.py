@@ -39,11 +39,11 @@ from streamhouse_beam.beam.descriptors import (
     as_descriptor,
     options_tuple,
 )
+from streamhouse_beam.beam.event_time import EventTimePolicy
 from streamhouse_beam.beam.read_fn import (
     DEAD_LETTER_TAG,
     DiscoverPartitionsFn,
-    ReadPartitionsFn,
-    TailPartitionsFn,
+    partitions_fn,
 )
 from streamhouse_beam.beam.runner_checks import check_flink_job_server, check_offset_commits
 from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
@@ -111,6 +111,7 @@ def _build_config(
     verify_crc: object,
     on_missing_segment: object,
     range_reads: object,
+    event_time: object = None,
 ) -> ReadConfig:
     if not isinstance(metadata_url, str) or not metadata_url:
         raise TypeError(f"metadata_url must be a non-empty str, got {redact(repr(metadata_url))}")
@@ -189,6 +190,20 @@ def _build_config(
         raise TypeError(f"verify_crc must be a bool, got {verify_crc!r}")
     if not isinstance(range_reads, bool):
         raise TypeError(f"range_reads must be a bool, got {range_reads!r}")
+    if event_time is None:
+        event_time = EventTimePolicy.record_time()
+    if not isinstance(event_time, EventTimePolicy):
+        raise TypeError(
+            "event_time must be an EventTimePolicy (EventTimePolicy.record_time(), "
+            ".bounded_out_of_orderness(seconds), .processing_time() or .from_record(fn, "
+            f"seconds)), got {type(event_time).__name__} {event_time!r}"
+        )
+    if event_time.kind == "timestamp_fn" and output == "batches":
+        raise ValueError(
+            "event_time=EventTimePolicy.from_record(...) stamps each record, but "
+            "output='batches' emits one element per poll: use output='records', 'rows' or "
+            "'kv', or bounded_out_of_orderness / processing_time with batches"
+        )
     read_options = ReadOptions(
         verify_crc=verify_crc,
         prefetch_threshold=float(prefetch_threshold),
@@ -228,15 +243,15 @@ def _build_config(
         commit_offsets_group=commit_offsets_group,  # type: ignore[arg-type]
         max_records=max_records,  # type: ignore[arg-type]
         run_id=uuid.uuid4().hex,
+        event_time=event_time,
     )
 
 
 def _read(
     descriptors: beam.pvalue.PCollection, config: ReadConfig, label: str, tailing: bool
 ) -> Any:
-    fn_type = TailPartitionsFn if tailing else ReadPartitionsFn
     global_window = isinstance(descriptors.windowing.windowfn, GlobalWindows)
-    pardo = beam.ParDo(fn_type(config, global_window=global_window))
+    pardo = beam.ParDo(partitions_fn(config, tailing=tailing, global_window=global_window))
     if config.output == "rows":
         element_type: Any = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
     elif config.output == "kv":
@@ -269,6 +284,7 @@ def _display(config: ReadConfig) -> dict[str, Any]:
         max_poll_records=config.max_poll_records,
         poll_interval=config.poll_interval,
         max_delay_seconds=config.max_delay_seconds,
+        event_time=config.event_time.describe(),
         value_decoder=repr(config.decoder),
         output=config.output,
         dead_letter=config.dead_letter,
@@ -326,10 +342,21 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             without metadata) or ``"batches"`` (one ``pyarrow.RecordBatch`` of up to
             ``max_poll_records`` records per poll, raw bytes values; see
             :mod:`streamhouse_beam.beam.batches`). Event timestamps are the record timestamps
-            (a batch's is its largest).
+            (a batch's is its largest) unless ``event_time`` says otherwise.
         dead_letter: route undecodable records to a ``dead_letter`` output (then the result has
             ``.records`` and ``.dead_letter``) instead of failing the pipeline.
         max_delay_seconds: an idle, caught-up partition's watermark advances to now minus this.
+        event_time: the :class:`EventTimePolicy`: each output's timestamp and how each
+            partition's watermark follows them. ``EventTimePolicy.record_time()`` (the default)
+            stamps the record timestamp and holds the watermark at the largest one read, so a
+            record older than one read before it in its partition is late (windows without
+            allowed lateness drop it): right for server-stamped records.
+            ``bounded_out_of_orderness(seconds)`` keeps the watermark that far behind, for
+            producers that send their own timestamps; ``processing_time()`` stamps the read's
+            wall clock; ``from_record(fn, seconds)`` stamps ``fn(record)`` (e.g. a field of
+            the decoded value; not with ``output="batches"``). Every policy keeps the idle
+            advance of ``max_delay_seconds`` (processing time: to now). The ``timestamp``
+            field of records, rows and dead letters stays the StreamHouse timestamp.
         partition_discovery_interval: seconds between re-listings of the topics' partitions in
             unbounded reads (new partitions are read from their earliest offset); ``None`` or
             ``0`` lists them once.
@@ -373,6 +400,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         verify_crc: bool = True,
         on_missing_segment: str = "fail",
         range_reads: bool = False,
+        event_time: EventTimePolicy | None = None,
     ) -> None:
         super().__init__()
         if isinstance(topics, str):
@@ -415,6 +443,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             verify_crc=verify_crc,
             on_missing_segment=on_missing_segment,
             range_reads=range_reads,
+            event_time=event_time,
         )
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
@@ -491,6 +520,7 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             "verify_crc": True,
             "on_missing_segment": "fail",
             "range_reads": False,
+            "event_time": None,
         }
         unknown = sorted(set(kwargs) - set(defaults))
         if unknown:

@@ -1,6 +1,7 @@
 """The per-partition watermark estimator, its provider and its versioned state coder.
 
-Each partition's restriction carries a watermark that
+Each partition's restriction carries a watermark that follows the read's
+:class:`~streamhouse_beam.beam.event_time.EventTimePolicy`. Under record time, the default, it
 
 * is **seeded** from the start position: a ``StartPosition.timestamp(ms)`` start seeds ``ms``
   (nothing earlier will be emitted); other starts seed ``MIN_TIMESTAMP`` until the first record
@@ -17,6 +18,16 @@ Each partition's restriction carries a watermark that
   configured maximum delay (spec §8: a record not yet readable was stamped no earlier than
   about ``now - (flush interval + upload time + clock skew)``), so windows downstream of a quiet
   partition still close.
+
+The other policies change the seed, the bound and the idle delay, never the state (the
+watermark alone, so a restriction checkpointed under one release resumes under the next):
+
+* a **bound** (``bounded_out_of_orderness``, ``from_record``): a chunk moves the watermark to
+  its largest event time minus the bound; the seed of a timestamp start is lowered by the bound
+  too. Since the watermark never regresses, it is the largest event time seen minus the bound;
+* **processing time**: chunks report the instant they were read and an idle partition moves to
+  ``now``; timestamp functions and processing time seed ``MIN_TIMESTAMP`` (a start position is
+  a record time and says nothing about theirs).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from apache_beam.transforms.core import WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
 
 from streamhouse_beam.beam.coders import DeterministicCoder
+from streamhouse_beam.beam.event_time import EventTimePolicy
 from streamhouse_beam.errors import StreamHouseError
 
 __all__ = [
@@ -45,18 +57,32 @@ def _micros(timestamp: Timestamp) -> int | None:
         return None
 
 
-class PartitionWatermarkEstimator(WatermarkEstimator):  # type: ignore[misc]
-    """A monotonic watermark that also advances on idleness. State: the watermark itself."""
+_RECORD_TIME = EventTimePolicy.record_time()
 
-    def __init__(self, state: Timestamp | None) -> None:
+
+class PartitionWatermarkEstimator(WatermarkEstimator):  # type: ignore[misc]
+    """A monotonic watermark that also advances on idleness. State: the watermark itself.
+
+    Args:
+        state: the watermark to resume from (``None``: ``MIN_TIMESTAMP``).
+        bound_micros: how far the watermark stays behind the largest reported event time.
+    """
+
+    def __init__(self, state: Timestamp | None, bound_micros: int = 0) -> None:
         self._watermark: Timestamp = MIN_TIMESTAMP if state is None else state
         self._watermark_micros = _micros(self._watermark)
+        self._bound = bound_micros
 
     def observe_timestamp(self, timestamp: Timestamp) -> None:
         """Beam's per-output call: nothing to do, see :meth:`observe_event_time`."""
 
     def observe_event_time(self, micros: int) -> None:
-        """Take ``micros`` (the largest event time of a chunk about to be emitted) into account."""
+        """Take ``micros`` (the largest event time of a chunk about to be emitted) into account.
+
+        The watermark becomes ``micros`` minus the bound when that is later.
+        """
+        if self._bound:
+            micros -= self._bound
         if self._watermark_micros is not None:
             if micros > self._watermark_micros:
                 self._watermark = Timestamp(micros=micros)
@@ -83,16 +109,35 @@ class PartitionWatermarkEstimator(WatermarkEstimator):  # type: ignore[misc]
 
 
 class PartitionWatermarkEstimatorProvider(WatermarkEstimatorProvider):  # type: ignore[misc]
-    """Seeds each partition's estimator from the descriptor's start position."""
+    """Seeds each partition's estimator from the descriptor's start position and the policy.
+
+    Args:
+        policy: the read's event-time policy (record time by default).
+    """
+
+    def __init__(self, policy: EventTimePolicy = _RECORD_TIME) -> None:
+        self.policy = policy
 
     def initial_estimator_state(self, element: object, restriction: object) -> Timestamp:
         start = getattr(element, "start", None)
-        if start is not None and getattr(start, "kind", None) == "timestamp":
-            return Timestamp(micros=start.timestamp_ms * 1000)
+        if (
+            self.policy.kind == "record_time"
+            and start is not None
+            and getattr(start, "kind", None) == "timestamp"
+        ):
+            # Nothing before the start is emitted; a bound lets records that much older through.
+            return max(
+                Timestamp(micros=start.timestamp_ms * 1000 - self.policy.bound_micros),
+                MIN_TIMESTAMP,
+            )
         return MIN_TIMESTAMP
 
     def create_watermark_estimator(self, estimator_state: Timestamp) -> PartitionWatermarkEstimator:
-        return PartitionWatermarkEstimator(estimator_state)
+        return PartitionWatermarkEstimator(estimator_state, self.policy.bound_micros)
+
+    def idle_delay(self, max_delay_seconds: float) -> Duration:
+        """How far behind now an idle partition's watermark goes: 0 under processing time."""
+        return Duration.of(0 if self.policy.kind == "processing_time" else max_delay_seconds)
 
     def estimator_state_coder(self) -> WatermarkStateCoder:
         return WatermarkStateCoder()

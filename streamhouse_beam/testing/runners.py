@@ -14,18 +14,22 @@ own Python (``--environment_type=LOOPBACK``), so the DoFns run against the same 
     with PortableJobService() as service:
         options = PipelineOptions(portable_pipeline_args(service.endpoint))
 
-Missing runners raise :class:`RunnerNotInstalledError` saying which command installs them.
+Missing runners raise :class:`~streamhouse_beam.errors.RunnerNotInstalledError` saying which
+command installs them. The cache lookup itself (:func:`cache_dir`, :func:`prism_binary`) lives in
+the runtime module :mod:`streamhouse_beam.runner_cache`, which the CLI and examples use too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import sys
 import tempfile
 from collections.abc import Sequence
 
+from streamhouse_beam.errors import RunnerNotInstalledError
+from streamhouse_beam.runner_cache import FETCH_HINT as _FETCH_HINT
+from streamhouse_beam.runner_cache import cache_dir, prism_binary
 from streamhouse_beam.testing.servers import _GrpcChildServer
 
 __all__ = [
@@ -42,23 +46,9 @@ __all__ = [
     "prism_pipeline_args",
 ]
 
-_FETCH_HINT = "run `make runners` (or `bash .ci/fetch-runners`) to fetch it"
-
 #: The JVM option a Flink job server on Java 17 needs so Flink's Kryo serializers can copy
 #: ``java.util`` collections (``Arrays.asList``); Java 11 accepts it too.
 FLINK_JAVA17_OPENS = "--add-opens=java.base/java.util=ALL-UNNAMED"
-
-
-class RunnerNotInstalledError(FileNotFoundError):
-    """A runner's binary or jar is not in the cache; the message says how to fetch it."""
-
-
-def cache_dir() -> pathlib.Path:
-    """Where ``.ci/fetch-runners`` keeps the runners: ``$STREAMHOUSE_BEAM_CACHE`` or the default."""
-    configured = os.environ.get("STREAMHOUSE_BEAM_CACHE")
-    if configured:
-        return pathlib.Path(configured).expanduser()
-    return pathlib.Path.home() / ".cache" / "streamhouse-beam"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,18 +134,6 @@ def flink_job_server() -> FlinkJobServer:
 def flink_job_server_jar() -> str:
     """Path of the cached Flink job server jar, for ``--flink_job_server_jar``."""
     return str(flink_job_server().jar)
-
-
-def prism_binary() -> str:
-    """Path of the cached Prism binary, for ``--prism_location``.
-
-    Raises:
-        RunnerNotInstalledError: when ``.ci/fetch-runners`` has not built one.
-    """
-    path = cache_dir() / "prism" / "prism"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        raise RunnerNotInstalledError(f"no Prism binary at {path}; {_FETCH_HINT}")
-    return str(path)
 
 
 def _common_args(
