@@ -490,3 +490,25 @@ def test_a_records_timestamp_field_stays_the_streamhouse_timestamp(topic: pathli
     got = sorted(sink(name))
     assert [r[1] for r in got] == [T0 + 1000 * s for s in SECONDS]
     assert [r[2] for r in got] == [Timestamp(micros=_micros(v)) for v in VALUE_SECONDS]
+
+
+@pytest.mark.parametrize("tailing", [False, True])
+@pytest.mark.parametrize("group", [None, "g"])
+def test_every_partition_reading_dofn_takes_its_watermark_from_the_policy(
+    tmp_path: pathlib.Path, tailing: bool, group: str | None
+) -> None:
+    """Bounded or tailing, committing or not: the runner asks the DoFn itself for estimators."""
+    from apache_beam.runners.common import DoFnSignature
+
+    from streamhouse_beam.beam.read_fn import partitions_fn
+
+    policy = EventTimePolicy.bounded_out_of_orderness(5)
+    config = ReadFromStreamHouse(
+        "t", **urls(tmp_path), event_time=policy, commit_offsets_group=group
+    ).config
+    fn = partitions_fn(config, tailing=tailing)
+    provider = DoFnSignature(fn).get_watermark_estimator_provider()
+    assert provider is fn, f"{type(fn).__name__} uses {provider!r}, not the read's policy"
+    estimator = provider.create_watermark_estimator(None)
+    estimator.observe_event_time(100_000_000)
+    assert estimator.current_watermark() == Timestamp.of(95)

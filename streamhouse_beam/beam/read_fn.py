@@ -997,9 +997,8 @@ class TailPartitionsFn(ReadPartitionsFn):
         self,
         element: PartitionDescriptor | NewPartitionsDescriptor,
         tracker: Any = beam.DoFn.RestrictionParam(),
-        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
-            PartitionWatermarkEstimatorProvider()
-        ),
+        # The DoFn is its own estimator provider: the read's event-time policy.
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(),
     ) -> Iterator[Any]:
         return self._read(element, None, tracker, watermark_estimator)
 
@@ -1062,9 +1061,8 @@ class CommittingTailPartitionsFn(CommittingReadPartitionsFn):
         element: PartitionDescriptor | NewPartitionsDescriptor,
         bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
         tracker: Any = beam.DoFn.RestrictionParam(),
-        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(
-            PartitionWatermarkEstimatorProvider()
-        ),
+        # The DoFn is its own estimator provider: the read's event-time policy.
+        watermark_estimator: Any = beam.DoFn.WatermarkEstimatorParam(),
     ) -> Iterator[Any]:
         return self._read_committing(element, bundle_finalizer, tracker, watermark_estimator)
 
