@@ -400,7 +400,9 @@ def test_prism_bounded_read_logs_no_errors(
     topic = Topic(tmp_path, partitions=2, records_per_partition=12)
     run_bounded_read(topic, runners.prism_pipeline_args(), commit_offsets_group=group)
     if group is not None:
-        assert topic.committed(group) == topic.end_offsets()
+        # Prism may report the job done while it still finalizes the last bundles (a loaded
+        # machine showed 8 of 12 committed at that moment): the commits follow shortly.
+        wait_for_commits(topic, group, topic.end_offsets(), timeout=30)
     assert error_log.lines() == []
 
 
