@@ -11,12 +11,13 @@ import pathlib
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
-FIXTURE_SEGMENTS = (REPO_ROOT.parent / "shared" / "fixtures" / "segments").resolve()
+#: Golden segments and the records each must decode to (tests/fixtures/README.md).
+FIXTURE_SEGMENTS = REPO_ROOT / "tests" / "fixtures" / "segments"
 
 
 @pytest.fixture(scope="session")
 def fixture_segments_dir() -> pathlib.Path:
-    """../shared/fixtures/segments: segments written by StreamHouse's own writer."""
+    """tests/fixtures/segments: segments written by StreamHouse's own writer."""
     if not FIXTURE_SEGMENTS.is_dir():
         pytest.fail(f"golden segment fixtures not found at {FIXTURE_SEGMENTS}")
     return FIXTURE_SEGMENTS
