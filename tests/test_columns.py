@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURE_SEGMENTS
+from conftest import FIXTURE_SEGMENTS, examples
 from streamhouse_beam.segment import SegmentReader, decode_records_py
 from streamhouse_beam.segment import decode as decode_mod
 from streamhouse_beam.segment.columns import (
@@ -153,7 +153,7 @@ def record_lists(draw: st.DrawFn, max_records: int = 50) -> list[Rec]:
     return out
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     records=record_lists(),
     compression=st.sampled_from([Compression.NONE, Compression.LZ4]),
@@ -186,7 +186,7 @@ def test_legacy_layout_decodes_to_the_same_columns_as_the_current_one() -> None:
 # -------------------------------------------------------------------------------- errors
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(data=st.binary(max_size=64), first=u64, legacy=st.booleans())
 def test_arbitrary_bytes_give_the_same_outcome(data: bytes, first: int, legacy: bool) -> None:
     _assert_same(data, first, U64 - first, legacy)

@@ -14,6 +14,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from streamhouse_beam.beam import emit
 from streamhouse_beam.beam.coders import StreamHouseRow, StreamHouseTextRow
 from streamhouse_beam.errors import StreamHouseError
@@ -68,7 +69,7 @@ def test_a_directly_filled_timestamp_equals_beams_own() -> None:
     assert _utc(emit.timestamp_ms(MAX_MS)) is OverflowError
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(records=records_strategy, row=st.sampled_from([StreamHouseRecord, StreamHouseRow, None]))
 def test_c_and_python_outputs_are_identical(records: list[Any], row: Any) -> None:
     got, got_max = emit.windowed_records(list(records), None, "t", 4, row, GLOBAL)
@@ -77,7 +78,7 @@ def test_c_and_python_outputs_are_identical(records: list[Any], row: Any) -> Non
     assert _flat(got) == _flat(want)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     records=records_strategy,
     row=st.sampled_from([StreamHouseRecord, StreamHouseRow, None]),
