@@ -233,6 +233,7 @@ class _Gated(beam.DoFn):  # type: ignore[misc]
         GATE.passed(zip(parts, batch.column("offset").to_pylist(), strict=True))
 
 
+@pytest.mark.slow  # four pipelines on the gRPC-embedded harness, ~17 s on 2 cores
 def test_batches_stay_exact_under_runner_splits() -> None:
     # The splits are counted around these cases, not by a test that has to run after them.
     before = GATE.splits
