@@ -29,11 +29,14 @@ runners: venv
 demo: venv
 	$(PY) examples/demo.py
 
+# Everything (tests/ and integration/): PostgreSQL, the S3/GCS emulators, Flink and Prism.
 test: venv system-deps runners
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
+# The unit tests without servers or runners, each property test at a tenth of its examples
+# (the hypothesis profile "fast", conftest.py): under 2 minutes on 2 cores.
 test-fast: venv
-	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -m "not slow and not postgres" --hypothesis-profile=fast tests $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) benchmarks/run_all.py

@@ -9,14 +9,39 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+from hypothesis import settings
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
-FIXTURE_SEGMENTS = (REPO_ROOT.parent / "shared" / "fixtures" / "segments").resolve()
+# ------------------------------------------------------------------ hypothesis budgets
+#
+# ``make test`` runs every property test with the example count written at its @settings;
+# ``make test-fast`` passes ``--hypothesis-profile=fast`` and each runs a tenth of that (at
+# least FAST_MIN_EXAMPLES). The count is chosen through :func:`examples` because an explicit
+# ``max_examples`` in @settings wins over any profile. Neither profile has a wall-clock
+# deadline: on two shared cores a slow example says nothing about the code.
+
+FAST_PROFILE = "fast"
+FAST_DIVISOR = 10
+FAST_MIN_EXAMPLES = 10
+
+settings.register_profile(FAST_PROFILE, deadline=None)
+
+
+def examples(full: int) -> int:
+    """The ``max_examples`` of a property test whose full run (``make test``) tries ``full``."""
+    # The pytest plugin derives profiles like "fast-with-verbose-verbosity" from the loaded one.
+    if settings.get_current_profile_name().split("-with-")[0] == FAST_PROFILE:
+        return min(full, max(FAST_MIN_EXAMPLES, full // FAST_DIVISOR))
+    return full
+
+
+#: Golden segments and the records each must decode to (tests/fixtures/README.md).
+FIXTURE_SEGMENTS = REPO_ROOT / "tests" / "fixtures" / "segments"
 
 
 @pytest.fixture(scope="session")
 def fixture_segments_dir() -> pathlib.Path:
-    """../shared/fixtures/segments: segments written by StreamHouse's own writer."""
+    """tests/fixtures/segments: segments written by StreamHouse's own writer."""
     if not FIXTURE_SEGMENTS.is_dir():
         pytest.fail(f"golden segment fixtures not found at {FIXTURE_SEGMENTS}")
     return FIXTURE_SEGMENTS

@@ -27,7 +27,7 @@ import pytest
 pytestmark = [pytest.mark.slow]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-FIXTURE_SEGMENTS = REPO_ROOT.parent / "shared" / "fixtures" / "segments"
+FIXTURE_SEGMENTS = REPO_ROOT / "tests" / "fixtures" / "segments"
 
 
 def _package_files() -> set[str]:

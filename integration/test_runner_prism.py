@@ -32,6 +32,10 @@ from streamhouse_beam.testing import runners
 
 pytestmark = [pytest.mark.slow, pytest.mark.runner]
 
+#: How long a stalled read waits for Prism's dynamic split before it gives up (Prism asks
+#: within seconds; the margin is for two loaded cores).
+SPLIT_WAIT_SECONDS = 120
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _runners_fetched() -> None:
@@ -86,7 +90,8 @@ def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_e
 
     The DoFn reads a batch before claiming it, so a slow read is exactly when a split can
     take part of the range. LOOPBACK runs the SDK harness in this process, so the first read
-    of partition 0 is slowed here and the tracker's answers are recorded.
+    of a partition is held here until the tracker has answered a dynamic split (or
+    SPLIT_WAIT_SECONDS pass), and the tracker's answers are recorded.
     """
     from streamhouse_beam import partition_reader
     from streamhouse_beam.beam.restriction import PartitionRestrictionTracker
@@ -96,23 +101,32 @@ def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_e
     original_split = PartitionRestrictionTracker.try_split
     original_read = partition_reader.PartitionReader.read
     stalled = threading.Event()
+    split_answered = threading.Event()
 
     def recording_split(self: Any, fraction: float) -> Any:
         result = original_split(self, fraction)
         splits.append((fraction, result))
+        if fraction > 0 and result is not None:
+            split_answered.set()
         return result
 
     def stalling_read(self: Any, start: int, stop: int | None, max_records: int) -> Any:
         if start == 0 and not stalled.is_set():
             stalled.set()
-            time.sleep(8)  # long enough for Prism to see a bundle without progress
+            # Hold the bundle without progress until Prism has split it: no guess at how
+            # long Prism takes to notice. Past the wait the read goes on and the test fails.
+            split_answered.wait(SPLIT_WAIT_SECONDS)
         return original_read(self, start, stop, max_records)
 
     monkeypatch.setattr(PartitionRestrictionTracker, "try_split", recording_split)
     monkeypatch.setattr(partition_reader.PartitionReader, "read", stalling_read)
     run_bounded_read(topic, runners.prism_pipeline_args(), max_poll_records=400)
+    assert stalled.is_set(), "the read never reached the stalled first read"
     dynamic = [(f, r) for f, r in splits if f > 0 and r is not None]
-    assert dynamic, f"Prism made no successful dynamic split (split calls: {splits})"
+    assert dynamic, (
+        f"Prism made no successful dynamic split within {SPLIT_WAIT_SECONDS} s of a stalled "
+        f"read (split calls: {splits})"
+    )
 
 
 # ------------------------------------------------------------------ event-time policies

@@ -1,6 +1,7 @@
 """The benchmark harness runs end to end in --quick mode and writes its report and plots.
 
-No timing is asserted: this only proves ``make bench`` works (about 15 s on 2 cores).
+No timing is asserted: this only proves ``make bench`` works (about 15 s on 2 cores, so it is
+marked slow and left to the full run).
 """
 
 from __future__ import annotations
@@ -8,6 +9,10 @@ from __future__ import annotations
 import pathlib
 import subprocess
 import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import operator
 import os
 from typing import Any
 
@@ -13,6 +14,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from streamhouse_beam.beam import emit
 from streamhouse_beam.beam.coders import StreamHouseRow, StreamHouseTextRow
 from streamhouse_beam.errors import StreamHouseError
@@ -44,15 +46,30 @@ def test_the_accelerator_is_used_on_this_machine() -> None:
     assert emit.ACCELERATED
 
 
+def _utc(timestamp: Timestamp) -> Any:
+    """``to_utc_datetime()``, or the type of the error it raises (past year 9999)."""
+    try:
+        return timestamp.to_utc_datetime()
+    except OverflowError as exc:
+        return type(exc)
+
+
+#: The last millisecond a datetime can hold (9999-12-31T23:59:59.999Z).
+LAST_DATETIME_MS = 253_402_300_799_999
+
+
 def test_a_directly_filled_timestamp_equals_beams_own() -> None:
-    for ms in (0, 1, 999, 1000, 1_767_225_600_123, MAX_MS):
+    for ms in (0, 1, 999, 1000, 1_767_225_600_123, LAST_DATETIME_MS, LAST_DATETIME_MS + 1, MAX_MS):
         direct, built = emit.timestamp_ms(ms), Timestamp(micros=ms * 1000)
         assert direct == built and hash(direct) == hash(built)
         assert direct.micros == ms * 1000 and repr(direct) == repr(built)
-        assert direct.to_utc_datetime() == built.to_utc_datetime() if ms < 2**40 else True
+        # Both give the same datetime, or both overflow past year 9999.
+        assert _utc(direct) == _utc(built)
+    assert _utc(emit.timestamp_ms(LAST_DATETIME_MS)).year == 9999
+    assert _utc(emit.timestamp_ms(MAX_MS)) is OverflowError
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(records=records_strategy, row=st.sampled_from([StreamHouseRecord, StreamHouseRow, None]))
 def test_c_and_python_outputs_are_identical(records: list[Any], row: Any) -> None:
     got, got_max = emit.windowed_records(list(records), None, "t", 4, row, GLOBAL)
@@ -61,7 +78,7 @@ def test_c_and_python_outputs_are_identical(records: list[Any], row: Any) -> Non
     assert _flat(got) == _flat(want)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     records=records_strategy,
     row=st.sampled_from([StreamHouseRecord, StreamHouseRow, None]),
@@ -122,14 +139,25 @@ def test_decoded_values_and_kv_pairs_replace_the_raw_bytes() -> None:
     assert [o.value for o in pairs] == [(b"k", b"raw0"), (None, b"raw1")]
 
 
-def test_outputs_are_made_lazily_and_the_input_list_may_change_meanwhile() -> None:
+@pytest.mark.parametrize(
+    "build", [emit.windowed_records, emit.windowed_records_py], ids=["default", "python"]
+)
+def test_outputs_are_made_lazily_and_the_input_list_may_change_meanwhile(build: Any) -> None:
     records = [(i, i, None, b"x") for i in range(100)]
-    outputs, _ = emit.windowed_records(records, None, "t", 0, StreamHouseRecord, GLOBAL)
-    assert outputs.__length_hint__() == 100 if emit.ACCELERATED else True
+    outputs, _ = build(records, None, "t", 0, StreamHouseRecord, GLOBAL)
     first = next(iter(outputs))
     records.clear()  # the iterator holds its own copy
     rest = list(outputs)
     assert first.value.offset == 0 and [o.value.offset for o in rest] == list(range(1, 100))
+
+
+@pytest.mark.skipif(not emit.ACCELERATED, reason="the C emitter is not built")
+def test_the_c_iterator_knows_how_many_outputs_it_will_make() -> None:
+    records = [(i, i, None, b"x") for i in range(100)]
+    outputs, _ = emit.windowed_records(records, None, "t", 0, StreamHouseRecord, GLOBAL)
+    assert operator.length_hint(outputs) == 100
+    next(outputs)
+    assert operator.length_hint(outputs) == 99
 
 
 def test_a_timestamp_beyond_beams_range_names_the_record() -> None:

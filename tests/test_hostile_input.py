@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from streamhouse_beam.cache import SegmentCache
 from streamhouse_beam.errors import (
     OrganizationError,
@@ -152,7 +153,7 @@ _NAME_ALPHABET = st.characters(
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -174,7 +175,9 @@ def test_any_topic_name_round_trips_through_metadata(house: LocalStreamHouse, na
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(200),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     parts=st.lists(
@@ -291,7 +294,7 @@ def _apply(
 
 @pytest.mark.timeout(300)
 @settings(
-    max_examples=120,
+    max_examples=examples(120),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -87,19 +87,43 @@ def test_resumed_caught_up_partition_sleeps_out_the_poll_interval(topic: pathlib
     assert out == [] and time.monotonic() - started >= 0.25
 
 
-def test_a_split_during_the_call_stops_emission_at_the_split_point(topic: pathlib.Path) -> None:
-    h = Harness(topic, max_poll_records=50, stop=StopPosition.latest())
-    element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
+def _process_started(h: Harness, element: PartitionDescriptor) -> tuple[Any, Any]:
+    """A process() generator over the whole range and its thread-safe tracker, not yet run."""
     restriction, _ = h.start(element)
     tracker = ThreadsafeRestrictionTracker(h.fn.create_tracker(restriction))
     estimator = ThreadsafeWatermarkEstimator(h.provider.create_watermark_estimator(MIN_TIMESTAMP))
     gen = call_process(h.fn, element, Finalizer(), RestrictionTrackerView(tracker), estimator)
-    first = next(gen)  # every record of the poll is claimed before the first is yielded
+    return gen, tracker
+
+
+def test_a_split_during_the_call_stops_emission_at_the_split_point(topic: pathlib.Path) -> None:
+    h = Harness(topic, max_poll_records=50, stop=StopPosition.latest())
+    h.fn.read_chunk_records = 3  # one poll reads (and claims) 0-2, then 3-5, then 6-8, ...
+    element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
+    gen, tracker = _process_started(h, element)
+    assert next(gen).value.offset == 0  # 0-2 are claimed, 3-9 are still unclaimed
+    split = tracker.try_split(0.5)
+    assert split is not None, "a split with unclaimed offsets left gave nothing away"
+    primary, residual = split
+    assert (primary, residual) == (PartitionRestriction(0, 6), PartitionRestriction(6, 10))
+    rest = [o.value.offset for o in gen]
+    # The call goes on to the split point and no further: 6-9 belong to the residual now.
+    assert rest == [1, 2, 3, 4, 5]
+    tracker.check_done()
+
+
+def test_a_split_after_a_chunk_is_claimed_leaves_that_chunk_to_the_call(
+    topic: pathlib.Path,
+) -> None:
+    h = Harness(topic, max_poll_records=50, stop=StopPosition.latest())
+    element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
+    gen, tracker = _process_started(h, element)
+    first = next(gen)  # every record of the chunk is claimed before the first is yielded
     assert first.value.offset == 0
     # All ten were claimed already, so a split now finds no remainder to give away.
     assert tracker.try_split(0.5) is None
-    rest = list(gen)
-    assert len(rest) == 9
+    assert [o.value.offset for o in gen] == list(range(1, 10))
+    tracker.check_done()
 
 
 def test_split_before_processing_is_honoured(topic: pathlib.Path) -> None:

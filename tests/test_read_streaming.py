@@ -6,6 +6,7 @@ import collections
 import pathlib
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -83,14 +84,30 @@ def test_partition_added_mid_run_is_read_from_its_start(live) -> None:  # type: 
     assert sorted(by_partition[0]) == list(range(8))
 
 
-def test_latest_start_reads_only_new_records(live) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.timeout(120)
+def test_latest_start_reads_only_new_records(live, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     tmp, org = live
+    # The new records must be written after the read resolved `latest` for partition 0, or
+    # they count as old and the read waits for two more that never come. FnApiRunner runs
+    # the DoFn in this process, so the resolution itself says when that has happened.
+    resolved = threading.Event()
+    resolve = StartPosition.resolve
+
+    def noting_resolve(self: StartPosition, tp: Any, view: Any) -> int:
+        offset = resolve(self, tp, view)
+        if self.kind == "latest" and tp.partition == 0:
+            resolved.set()
+        return offset
+
+    monkeypatch.setattr(StartPosition, "resolve", noting_resolve)
+    written = threading.Event()
 
     def produce() -> None:
-        time.sleep(0.5)
-        _writer(tmp, org).append("live", 0, ["fresh-0", "fresh-1"], flush=True)
+        if resolved.wait(60):
+            _writer(tmp, org).append("live", 0, ["fresh-0", "fresh-1"], flush=True)
+            written.set()
 
-    thread = threading.Thread(target=produce)
+    thread = threading.Thread(target=produce, daemon=True)
     thread.start()
     records = read_all(
         ReadFromStreamHouse(
@@ -98,6 +115,7 @@ def test_latest_start_reads_only_new_records(live) -> None:  # type: ignore[no-u
         )
     )
     thread.join()
+    assert written.is_set(), "the read never resolved its latest start for partition 0"
     assert sorted(r.value for r in records) == [b"fresh-0", b"fresh-1"]
 
 

@@ -1,6 +1,6 @@
 """Golden vectors: every segment StreamHouse's own writer produced decodes to its JSON record list.
 
-The fixtures live in ../shared/fixtures/segments (see the README there). Uncompressed ones are
+The fixtures live in tests/fixtures/segments (see tests/fixtures/README.md). Uncompressed ones are
 also reproduced byte for byte by our writer; LZ4 ones with identical framing and decompressed
 content (the compressed bytes come from a different LZ4 implementation).
 """

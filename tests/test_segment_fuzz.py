@@ -3,7 +3,9 @@
 Each example mutates a fixture (byte overwrites, inserted/deleted runs, truncation, optionally
 a recomputed CRC so the damage gets past the checksum) and reads it with the CRC check off.
 The only acceptable outcomes are a named ``SegmentError`` subclass or well-formed records.
-The example count and per-example deadline bound the run time in CI.
+The example count bounds the run time (a tenth of it under ``make test-fast``, see
+conftest.examples); there is no per-example deadline, which on shared cores would fail a
+slow machine rather than a wrong decoder, and the pytest timeout still stops a hang.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURE_SEGMENTS
+from conftest import FIXTURE_SEGMENTS, examples
 from streamhouse_beam.errors import (
     CorruptSegmentError,
     SegmentError,
@@ -82,8 +84,8 @@ def _check(data: bytes, verify_crc: bool, probe: int) -> None:
 
 @pytest.mark.timeout(300)
 @settings(
-    max_examples=2500,
-    deadline=2000,
+    max_examples=examples(2500),
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=False,
 )
@@ -99,7 +101,7 @@ def test_mutated_fixtures_give_named_errors_or_valid_records(
 
 
 @pytest.mark.timeout(300)
-@settings(max_examples=2000, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(2000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     block=st.binary(max_size=200),
     first_offset=st.integers(min_value=0, max_value=(1 << 64) - 1),

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from streamhouse_beam.segment import (
     BLOCK_SIZE_TARGET,
     Compression,
@@ -72,7 +73,7 @@ def _check_every_start(reader: SegmentReader, expected: list[Rec]) -> None:
         assert reader.read_from_offset(expected[-1][0] + 1) == []
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     records=record_lists(),
     compression=st.sampled_from([Compression.NONE, Compression.LZ4]),
@@ -98,7 +99,7 @@ big_values = st.builds(
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     sizes=st.lists(st.one_of(big_values, values), min_size=1, max_size=5),
     compression=st.sampled_from([Compression.NONE, Compression.LZ4]),
@@ -119,7 +120,7 @@ def test_multi_mib_values_round_trip_across_block_boundaries(
     _check_every_start(reader, records)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(records=record_lists(max_records=40), target=st.sampled_from([1, 13, 200]))
 def test_legacy_block_boundaries_decode_to_the_same_records(
     records: list[Rec], target: int

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from streamhouse_beam.segment import decode_records_py
 from streamhouse_beam.segment.writer import encode_uvarint, encode_zigzag
 from tests.decoder_agreement import U64, DecoderAgreement, outcome
@@ -67,7 +68,7 @@ _record = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     records=st.lists(_record, max_size=30),
     first_offset=st.integers(0, U64),
@@ -89,7 +90,7 @@ def test_random_well_formed_blocks_and_their_truncations_agree(
         _assert_same(data[: cut % len(data)], first_offset, first_ts, legacy)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(data=st.binary(max_size=200), first=st.integers(0, U64), legacy=st.booleans())
 def test_arbitrary_bytes_agree(data: bytes, first: int, legacy: bool) -> None:
     _assert_same(data, first, first, legacy)
