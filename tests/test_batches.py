@@ -233,8 +233,9 @@ class _Gated(beam.DoFn):  # type: ignore[misc]
         GATE.passed(zip(parts, batch.column("offset").to_pylist(), strict=True))
 
 
+@pytest.mark.parametrize("limit", ["records", "bytes"])
 @pytest.mark.parametrize("seed", range(4))
-def test_batches_stay_exact_under_runner_splits(seed: int) -> None:
+def test_batches_stay_exact_under_runner_splits(seed: int, limit: str) -> None:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
@@ -251,7 +252,12 @@ def test_batches_stay_exact_under_runner_splits(seed: int) -> None:
             **urls(tmp),
             stop=StopPosition.latest(),
             output="batches",
-            max_poll_records=rng.randint(2, 12),
+            # Values are 2-3 bytes: a byte target of 4-36 makes polls of 2-12 records.
+            **(
+                {"max_poll_records": rng.randint(2, 12)}
+                if limit == "records"
+                else {"max_poll_bytes": rng.randint(4, 36)}
+            ),
         )
         got = GATE.run(read, _Gated(), rng)
         assert got == expected, (expected - got, got - expected)
