@@ -161,18 +161,32 @@ def _note_position(run_id: str, tp: TopicPartition, offset: int) -> None:
 
 
 class _PartitionView:
-    """Adapts a reader and the metadata store to :class:`~streamhouse_beam.positions.PartitionView`."""
+    """Adapts a reader and the metadata store to :class:`~streamhouse_beam.positions.PartitionView`.
+
+    One view resolves one restriction's start and stop, from one look at the partition: the
+    metadata lookup that gives its earliest offset gives its readable end too, so resolving
+    ``earliest()`` to ``latest()`` costs one lookup instead of three (a round trip each to a
+    remote PostgreSQL, per partition, every time a pipeline starts).
+    """
 
     def __init__(self, reader: PartitionReader, resources: WorkerResources, tp: TopicPartition):
         self._reader = reader
         self._resources = resources
         self._tp = tp
+        self._earliest: int | None = None
+
+    def _look(self) -> int:
+        if self._earliest is None:
+            # One metadata lookup: the earliest offset, and the readable end noted by the reader.
+            self._earliest = self._reader.earliest_offset()
+        return self._earliest
 
     def earliest_offset(self) -> int:
-        return self._reader.earliest_offset()
+        return self._look()
 
     def readable_end(self) -> int:
-        return self._reader.readable_end(refresh=True)
+        self._look()
+        return self._reader.readable_end(refresh=False)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int:
         return self._reader.offset_for_timestamp(timestamp_ms)
@@ -184,7 +198,7 @@ class _PartitionView:
 
 
 def _warn_empty_range(
-    element: PartitionDescriptor, reader: PartitionReader, start: int, stop: int | None
+    element: PartitionDescriptor, view: _PartitionView, start: int, stop: int | None
 ) -> None:
     """Say why a partition yields nothing: a start past its end, or a stop at or before the start.
 
@@ -192,8 +206,8 @@ def _warn_empty_range(
     returning no records without a word makes a wrong position look like an empty topic. An
     empty partition read from its start to its end is not worth a warning.
     """
-    end = reader.readable_end(refresh=False)
-    earliest = reader.earliest_offset()
+    end = view.readable_end()  # what the positions were resolved against
+    earliest = view.earliest_offset()
     if stop is not None and start == end == earliest:
         return
     where = f"topic {element.topic!r} partition {element.partition}"
@@ -349,10 +363,10 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         stop = element.stop.resolve(tp, view, start) if element.stop is not None else None
         if stop is None or stop.offset is None:
             if start > reader.readable_end(refresh=False):
-                _warn_empty_range(element, reader, start, None)
+                _warn_empty_range(element, view, start, None)
             return PartitionRestriction.open_ended(start)
         if stop.offset <= start:
-            _warn_empty_range(element, reader, start, stop.offset)
+            _warn_empty_range(element, view, start, stop.offset)
         return PartitionRestriction(start, stop.offset)
 
     def create_tracker(
