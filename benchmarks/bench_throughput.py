@@ -102,28 +102,34 @@ def run_pipeline(build: Callable[[beam.Pipeline], Any]) -> tuple[float, int]:
     return seconds, count
 
 
-def _read(ds: Dataset, max_poll_records: int, output: str) -> beam.PTransform:
+def _read(
+    ds: Dataset, max_poll_records: int | None, output: str, max_poll_bytes: int | None = None
+) -> beam.PTransform:
+    """The read; a ``None`` limit is left to the read's default."""
     return ReadFromStreamHouse(
         TOPIC,
         **ds.urls(),  # type: ignore[arg-type]
         stop=StopPosition.latest(),
         max_poll_records=max_poll_records,
+        max_poll_bytes=max_poll_bytes,
         output=output,
     )
 
 
-def streamhouse_count(ds: Dataset, max_poll_records: int) -> Callable[[beam.Pipeline], Any]:
+def streamhouse_count(ds: Dataset, max_poll_records: int | None) -> Callable[[beam.Pipeline], Any]:
     def build(p: beam.Pipeline) -> Any:
         return p | _read(ds, max_poll_records, "records") | beam.combiners.Count.Globally()
 
     return build
 
 
-def batches_rows(ds: Dataset, max_poll_records: int) -> Callable[[beam.Pipeline], Any]:
+def batches_rows(
+    ds: Dataset, max_poll_records: int | None, max_poll_bytes: int | None = None
+) -> Callable[[beam.Pipeline], Any]:
     def build(p: beam.Pipeline) -> Any:
         return (
             p
-            | _read(ds, max_poll_records, "batches")
+            | _read(ds, max_poll_records, "batches", max_poll_bytes)
             | beam.Map(lambda batch: batch.num_rows)
             | beam.CombineGlobally(sum)
         )

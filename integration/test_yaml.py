@@ -98,6 +98,7 @@ pipeline:
         storage_url: "{variables["storage_url"]}"
         stop: latest
         max_poll_records: 5
+        max_poll_bytes: 12
     - type: MapToFields
       config:
         language: python

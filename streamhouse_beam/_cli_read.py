@@ -38,6 +38,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from streamhouse_beam.poll_limits import DEFAULT_MAX_POLL_RECORDS
+
 __all__ = ["register"]
 
 #: ``--format`` choices: how key and value bytes are written into the JSON line.
@@ -86,7 +88,20 @@ def register(subparsers: Any) -> None:
         "--max-records", type=int, default=None, metavar="N", help="stop after N records"
     )
     parser.add_argument(
-        "--max-poll-records", type=int, default=5000, metavar="N", help="records per poll"
+        "--max-poll-records",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"records per poll (default {DEFAULT_MAX_POLL_RECORDS} when --max-poll-bytes is "
+        "not given either)",
+    )
+    parser.add_argument(
+        "--max-poll-bytes",
+        type=int,
+        default=None,
+        metavar="B",
+        help="key and value bytes per poll: a poll ends with the record that reaches B (with "
+        "--max-poll-records too, at whichever comes first; default: no byte limit)",
     )
     parser.add_argument(
         "--poll-interval", type=float, default=1.0, metavar="S", help="seconds between polls"
@@ -403,6 +418,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         stop=stop,
         max_records=args.max_records,
         max_poll_records=args.max_poll_records,
+        max_poll_bytes=args.max_poll_bytes,
         poll_interval=args.poll_interval,
     )
     total = _check_before_running(args, in_process)

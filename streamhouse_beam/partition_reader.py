@@ -179,16 +179,22 @@ class ReadBatch(Generic[RecordsT]):
     lost_ranges: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
-def _check_read_args(start_offset: int, stop_offset: int | None, max_records: int) -> None:
+def _check_read_args(
+    start_offset: int, stop_offset: int | None, max_records: int, max_bytes: int | None
+) -> None:
     if not isinstance(start_offset, int) or start_offset < 0:
         raise ValueError(f"start_offset must be an int >= 0, got {start_offset!r}")
     if stop_offset is not None and (not isinstance(stop_offset, int) or stop_offset < 0):
         raise ValueError(f"stop_offset must be None or an int >= 0, got {stop_offset!r}")
     if not isinstance(max_records, int) or max_records <= 0:
         raise ValueError(f"max_records must be a positive int, got {max_records!r}")
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0
+    ):
+        raise ValueError(f"max_bytes must be None or a positive int, got {max_bytes!r}")
 
 
-def _payload_bytes(records: list[Record]) -> int:
+def _payload_bytes(records: Sequence[Record]) -> int:
     """Key and value bytes of ``records``, without a Python-level step per record (hot path)."""
     values = sum(map(len, map(_VALUE, records)))
     # filter(None) drops absent keys (and empty ones, which count 0 bytes anyway).
@@ -197,6 +203,17 @@ def _payload_bytes(records: list[Record]) -> int:
 
 _KEY = operator.itemgetter(2)
 _VALUE = operator.itemgetter(3)
+
+
+def _records_reaching(records: Sequence[Record], budget: int) -> int:
+    """How many of ``records`` (from the first) it takes for their key and value bytes to
+    reach ``budget`` (> 0); ``len(records)`` when they all stay below it."""
+    total = 0
+    for i, (_, _, key, value) in enumerate(records):
+        total += len(value) + (len(key) if key else 0)
+        if total >= budget:
+            return i + 1
+    return len(records)
 
 
 def segment_cache_key(store: ObjectStore, segment: SegmentInfo) -> tuple[str, str, str, int]:
@@ -343,7 +360,11 @@ class PartitionReader:
     # ------------------------------------------------------------------------------- public
 
     def read(
-        self, start_offset: int, stop_offset: int | None, max_records: int
+        self,
+        start_offset: int,
+        stop_offset: int | None,
+        max_records: int,
+        max_bytes: int | None = None,
     ) -> ReadBatch[list[Record]]:
         """Return up to ``max_records`` records with ``start_offset <= offset < stop_offset``.
 
@@ -352,6 +373,9 @@ class PartitionReader:
             stop_offset: exclusive end; ``None`` reads up to the readable end. A stop beyond the
                 readable end returns what is readable now.
             max_records: most records returned (> 0).
+            max_bytes: when given (> 0), the read also ends at the first record with which
+                the key and value bytes returned reach ``max_bytes`` (so it returns at least
+                one record, and exceeds ``max_bytes`` by less than that record's bytes).
 
         Returns:
             The batch; ``next_offset`` is where the following call should start. An empty batch
@@ -363,18 +387,25 @@ class PartitionReader:
             InconsistentMetadataError: a segment's header does not cover its row's offsets.
             StorageError, MetadataError: the stores failed past their retry budgets.
         """
-        _check_read_args(start_offset, stop_offset, max_records)
+        _check_read_args(start_offset, stop_offset, max_records, max_bytes)
         out: list[Record] = []
-        next_offset, end, tally = self._scan(start_offset, stop_offset, max_records, out, None)
+        next_offset, end, tally = self._scan(
+            start_offset, stop_offset, max_records, max_bytes, out, None
+        )
         return tally.batch(out, next_offset, end, _payload_bytes(out))
 
     def read_columns(
-        self, start_offset: int, stop_offset: int | None, max_records: int
+        self,
+        start_offset: int,
+        stop_offset: int | None,
+        max_records: int,
+        max_bytes: int | None = None,
     ) -> ReadBatch[pa.RecordBatch]:
         """:meth:`read` with the records as one Arrow ``RecordBatch`` (needs ``pyarrow``).
 
-        Exactly the semantics of :meth:`read` (the same records, ``next_offset``, readable end,
-        lost ranges, missing-segment policy, re-fetch of a corrupt segment and counters), but
+        Exactly the semantics of :meth:`read` (the same records for the same ``max_records``
+        and ``max_bytes``, ``next_offset``, readable end, lost ranges, missing-segment policy,
+        re-fetch of a corrupt segment and counters), but
         blocks are decoded straight into Arrow columns and the records are zero-copy slices of
         them, concatenated only when the read spans blocks: no Python object per record. The
         batch has :data:`streamhouse_beam.segment.columns.BATCH_SCHEMA` (``large_binary``
@@ -386,9 +417,11 @@ class PartitionReader:
         """
         from streamhouse_beam.segment.columns import assemble_batch
 
-        _check_read_args(start_offset, stop_offset, max_records)
+        _check_read_args(start_offset, stop_offset, max_records, max_bytes)
         pieces: list[Piece] = []
-        next_offset, end, tally = self._scan(start_offset, stop_offset, max_records, None, pieces)
+        next_offset, end, tally = self._scan(
+            start_offset, stop_offset, max_records, max_bytes, None, pieces
+        )
         payload = 0
         for block, first, count in pieces:
             payload += block.key_bytes(first, first + count)
@@ -402,6 +435,7 @@ class PartitionReader:
         start_offset: int,
         stop_offset: int | None,
         max_records: int,
+        max_bytes: int | None,
         out: list[Record] | None,
         pieces: list[Piece] | None,
     ) -> tuple[int, int, _Tally]:
@@ -414,8 +448,10 @@ class PartitionReader:
         limit = end if stop_offset is None else min(stop_offset, end)
         tally = _Tally()
         got = 0
+        # Key and value bytes still wanted; the byte budget is spent once this is <= 0.
+        byte_room = max_bytes
         cur = start_offset
-        while got < max_records and cur < limit:
+        while got < max_records and cur < limit and (byte_room is None or byte_room > 0):
             seg = self._segment_at(cur, limit)
             if seg is None:
                 # Nothing at or after `cur` below the readable end: a hole at the tail.
@@ -424,8 +460,12 @@ class PartitionReader:
             if seg.base_offset > cur:
                 cur = min(seg.base_offset, limit)
                 continue
-            cur, took = self._read_segment(seg, cur, limit, max_records - got, out, pieces, tally)
+            cur, took, took_bytes = self._read_segment(
+                seg, cur, limit, max_records - got, byte_room, out, pieces, tally
+            )
             got += took
+            if byte_room is not None:
+                byte_room -= took_bytes
         if cur > limit:
             cur = limit
         return max(cur, start_offset), end, tally
@@ -819,27 +859,33 @@ class PartitionReader:
         cur: int,
         limit: int,
         room: int,
+        byte_room: int | None,
         out: list[Record] | None,
         pieces: list[Piece] | None,
         tally: _Tally,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, int]:
         """Add records of ``seg`` from ``cur`` to ``out`` (or block runs to ``pieces``).
 
+        At most ``room`` records; with ``byte_room`` (> 0), up to the first record with which
+        the key and value bytes added reach it.
+
         Returns:
-            ``(offset to continue at, records added)``.
+            ``(offset to continue at, records added, their key and value bytes)``; the bytes
+            are counted only when ``byte_room`` is given (0 otherwise).
         """
         after = seg.end_offset + 1
         opened = self._open(seg, cur, tally)
         if opened is None:
-            return after, 0
+            return after, 0, 0
         reader = opened.reader
         seg_stop = min(limit, after)
         index = reader.index
         blocks = len(index)
         wanted = room
+        added_bytes = 0
         records: list[Record] = []
         offsets: Sequence[int]
-        while room > 0 and cur < seg_stop:
+        while room > 0 and cur < seg_stop and (byte_room is None or added_bytes < byte_room):
             if not blocks:
                 cur = after
                 break
@@ -852,6 +898,22 @@ class PartitionReader:
             pos = bisect.bisect_left(offsets, cur)
             stop_pos = bisect.bisect_left(offsets, seg_stop, pos)
             take = min(stop_pos - pos, room)
+            if take > 0 and byte_room is not None:
+                # The byte budget may end the read inside this run: keep the shortest prefix
+                # whose bytes reach what is left of it.
+                left = byte_room - added_bytes
+                if pieces is None:
+                    run = records[pos : pos + take]
+                    run_bytes = _payload_bytes(run)
+                    if run_bytes >= left:
+                        take = _records_reaching(run, left)
+                        run_bytes = _payload_bytes(run[:take])
+                else:
+                    take = columns.records_reaching(pos, pos + take, left)
+                    run_bytes = columns.key_bytes(pos, pos + take) + columns.value_bytes(
+                        pos, pos + take
+                    )
+                added_bytes += run_bytes
             if take > 0:
                 if pieces is None:
                     assert out is not None
@@ -870,7 +932,7 @@ class PartitionReader:
             if cur > after:
                 cur = after
         self._maybe_prefetch(opened, cur, limit, tally)
-        return cur, wanted - room
+        return cur, wanted - room, added_bytes
 
     def _maybe_prefetch(self, opened: _OpenSegment, cur: int, limit: int, tally: _Tally) -> None:
         if opened.prefetched or self._depth == 0:

@@ -233,16 +233,17 @@ class _Gated(beam.DoFn):  # type: ignore[misc]
         GATE.passed(zip(parts, batch.column("offset").to_pylist(), strict=True))
 
 
-@pytest.mark.slow  # four pipelines on the gRPC-embedded harness, ~17 s on 2 cores
-def test_batches_stay_exact_under_runner_splits() -> None:
+@pytest.mark.slow  # pipelines on the gRPC-embedded harness, ~4 s each on 2 cores
+@pytest.mark.parametrize("limit", ["records", "bytes"])
+def test_batches_stay_exact_under_runner_splits(limit: str) -> None:
     # The splits are counted around these cases, not by a test that has to run after them.
     before = GATE.splits
-    for seed in range(4):
-        _check_batches_under_runner_splits(seed)
+    for seed in range(4 if limit == "records" else 2):
+        _check_batches_under_runner_splits(seed, limit)
     assert GATE.splits > before, "no split request was answered: the cases proved nothing"
 
 
-def _check_batches_under_runner_splits(seed: int) -> None:
+def _check_batches_under_runner_splits(seed: int, limit: str) -> None:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
@@ -259,7 +260,12 @@ def _check_batches_under_runner_splits(seed: int) -> None:
             **urls(tmp),
             stop=StopPosition.latest(),
             output="batches",
-            max_poll_records=rng.randint(2, 12),
+            # Values are 2-3 bytes: a byte target of 4-36 makes polls of 2-12 records.
+            **(
+                {"max_poll_records": rng.randint(2, 12)}
+                if limit == "records"
+                else {"max_poll_bytes": rng.randint(4, 36)}
+            ),
         )
         got = GATE.run(read, _Gated(), rng)
         assert got == expected, (seed, expected - got, got - expected)

@@ -98,6 +98,16 @@ def test_read_positions_and_max_records(store: pathlib.Path) -> None:
     assert len(_lines(store)) == 5
 
 
+def test_read_poll_limits_bound_each_poll_and_are_validated(
+    store: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for limits in (["--max-poll-bytes", "5"], ["--max-poll-bytes", "5", "--max-poll-records", "1"]):
+        assert main(_args(store, "--topic", "t", "--stop", "latest", *limits)) == 0
+        assert len(_lines(store)) == 20
+    assert main(_args(store, "--topic", "t", "--stop", "latest", "--max-poll-bytes", "0")) == 1
+    assert "max_poll_bytes must be > 0" in capsys.readouterr().err
+
+
 def test_read_passes_unknown_arguments_to_beam(store: pathlib.Path) -> None:
     assert (
         main(

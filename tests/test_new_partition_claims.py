@@ -86,8 +86,9 @@ class Call:
 
 def _fn(tmp: pathlib.Path, global_window: bool = False, **kwargs: Any) -> ReadPartitionsFn:
     kwargs.setdefault("poll_interval", 0.05)
+    kwargs.setdefault("max_poll_records", 50)
     config = ReadFromStreamHouse(
-        "t", **urls(tmp), max_poll_records=50, partition_discovery_interval=0.01, **kwargs
+        "t", **urls(tmp), partition_discovery_interval=0.01, **kwargs
     ).config
     fn = ReadPartitionsFn(config, global_window=global_window)
     fn.setup()
@@ -304,6 +305,25 @@ def test_a_resumed_discovery_element_claims_the_new_records_of_its_partitions_in
     out = again.run(NewPartitionsDescriptor("t", 1))
     assert [(p, o) for p, o, _ in _emitted(out)] == [(1, 5), (1, 6)]
     assert again.raw.offset_claims() == [("offset", 1, 6)]
+
+
+@pytest.mark.parametrize("output", ["records", "batches"])
+def test_new_partitions_share_one_poll_byte_budget(
+    grown: pathlib.Path, grown_lsh: LocalStreamHouse, output: str
+) -> None:
+    grown_lsh.add_partitions("t", 3)
+    grown_lsh.append("t", 2, ["m0", "m1", "m2"], flush=True)
+    # Values of 2 bytes: a poll of 5 bytes ends with its third record, across partitions.
+    fn = _fn(grown, output=output, max_poll_records=None, max_poll_bytes=5)
+    call = Call(fn, NewPartitionsRestriction(1))
+    out = call.run(NewPartitionsDescriptor("t", 1))
+    assert [(p, o) for p, o, _ in _emitted(out)] == [(1, 0), (1, 1), (1, 2)]
+    again = Call(fn, call.residual())
+    out = again.run(NewPartitionsDescriptor("t", 1))
+    assert [(p, o) for p, o, _ in _emitted(out)] == [(1, 3), (1, 4), (2, 0)]
+    last = Call(fn, again.residual())
+    out = last.run(NewPartitionsDescriptor("t", 1))
+    assert [(p, o) for p, o, _ in _emitted(out)] == [(2, 1), (2, 2)]
 
 
 def test_tailing_batches_read_picks_up_a_partition_added_mid_run(tmp_path: pathlib.Path) -> None:

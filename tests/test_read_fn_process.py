@@ -272,3 +272,35 @@ def test_new_partition_records_claimed_before_a_checkpoint_are_emitted_not_lost(
     # The two records claimed before the checkpoint are emitted; the residual resumes at 2.
     assert [(o.value.partition, o.value.offset) for o in out] == [(1, 0), (1, 1)]
     assert dict(view.residual.positions) == {1: 2}
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "expected"),
+    [
+        (StartPosition.earliest(), StopPosition.latest(), PartitionRestriction(0, 10)),
+        (StartPosition.latest(), StopPosition.latest(), PartitionRestriction(10, 10)),
+        (StartPosition.offsets({0: 4}), None, PartitionRestriction.open_ended(4)),
+    ],
+)
+def test_planning_a_partition_looks_it_up_in_the_metadata_once(
+    topic: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start: StartPosition,
+    stop: StopPosition | None,
+    expected: PartitionRestriction,
+) -> None:
+    # The earliest offset and the readable end come from one lookup: a pipeline start costs
+    # one round trip per partition to the metadata store, not three.
+    h = Harness(topic, stop=stop)
+    metadata = h.fn._res().metadata
+    lookups: list[tuple[str, int]] = []
+    real = metadata.partition
+
+    def counted(name: str, partition: int) -> Any:
+        lookups.append((name, partition))
+        return real(name, partition)
+
+    monkeypatch.setattr(metadata, "partition", counted)
+    element = PartitionDescriptor("t", 0, start, stop)
+    assert h.fn.initial_restriction(element) == expected
+    assert lookups == [("t", 0)]

@@ -78,22 +78,31 @@ def _write(
 @given(
     topics=st.lists(topic_spec, min_size=TOPICS_PER_PIPELINE, max_size=TOPICS_PER_PIPELINE),
     max_poll_records=st.integers(1, 6),
+    # Values are 5-8 bytes: None, or a byte target ending polls after 1 to ~8 records.
+    max_poll_bytes=st.one_of(st.none(), st.integers(1, 60)),
     read_chunk=st.integers(1, 4),
     seed=st.integers(0, 2**32 - 1),
 )
 def _output_equals_input_under_random_splits(
-    topics: list[list[list[tuple[int, int]]]], max_poll_records: int, read_chunk: int, seed: int
+    topics: list[list[list[tuple[int, int]]]],
+    max_poll_records: int,
+    max_poll_bytes: int | None,
+    read_chunk: int,
+    seed: int,
 ) -> None:
     # Several reader calls per process() call, so splits also land between chunks.
     ReadPartitionsFn.read_chunk_records = read_chunk
     try:
-        _check_one_pipeline(topics, max_poll_records, seed)
+        _check_one_pipeline(topics, max_poll_records, max_poll_bytes, seed)
     finally:
         ReadPartitionsFn.read_chunk_records = 1024
 
 
 def _check_one_pipeline(
-    topics: list[list[list[tuple[int, int]]]], max_poll_records: int, seed: int
+    topics: list[list[list[tuple[int, int]]]],
+    max_poll_records: int,
+    max_poll_bytes: int | None,
+    seed: int,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
@@ -103,6 +112,7 @@ def _check_one_pipeline(
             **urls(tmp),
             stop=StopPosition.latest(),
             max_poll_records=max_poll_records,
+            max_poll_bytes=max_poll_bytes,
         )
         got = GATE.run(read, _Record(), random.Random(seed))
         missing = expected - got

@@ -126,7 +126,8 @@ class ReadConfig:
     cache_max_bytes: int
     prefetch_workers: int
     spill_dir: str | None
-    max_poll_records: int
+    #: Records per poll; ``None``: no record limit (``max_poll_bytes`` is then set).
+    max_poll_records: int | None
     max_poll_seconds: float
     poll_interval: float
     max_delay_seconds: float
@@ -138,6 +139,8 @@ class ReadConfig:
     max_records: int | None
     run_id: str
     event_time: EventTimePolicy = EventTimePolicy.record_time()  # noqa: RUF009 - frozen value
+    #: Key and value bytes per poll; ``None``: no byte limit.
+    max_poll_bytes: int | None = None
 
     def resources_key(self) -> tuple[Any, ...]:
         return (

@@ -9,9 +9,11 @@ worker when the read is planned. Each ``process()`` call
 2. on a partition that was caught up at its previous poll, sleeps until ``poll_interval`` has
    passed since then (FnApiRunner resumes deferred residuals at once; runners that honour the
    deferral delay never sleep here), bounded by ``poll_interval``;
-3. reads up to ``max_poll_records`` records with :class:`PartitionReader` (in calls of
-   ``read_chunk_records``, stopping early once ``max_poll_seconds`` have passed), each chunk
-   **before** claiming it, so a slow read never holds the tracker's lock during a split request;
+3. reads up to the poll's limits (``max_poll_records`` records, ``max_poll_bytes`` key and
+   value bytes: whichever it reaches first) with :class:`PartitionReader` (in calls of
+   ``read_chunk_records``, stopping early once ``max_poll_seconds`` have passed; ``batches``
+   read the whole poll in one call), each chunk **before** claiming it, so a slow read never
+   holds the tracker's lock during a split request;
 4. claims each record's offset (offsets may jump over compacted gaps) and emits it with the
    event time the read's :class:`~streamhouse_beam.beam.event_time.EventTimePolicy` gives it
    (the record timestamp by default), reporting the chunk's largest to the watermark estimator
@@ -47,6 +49,7 @@ the output PCollection unbounded, which puts Dataflow in streaming mode), and
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -116,6 +119,8 @@ _GLOBAL_WINDOWS = (GlobalWindow(),)
 NAMESPACE = "streamhouse"
 #: At most this many other partitions get their first segment prefetched at a bundle's start.
 _BUNDLE_PREFETCH_PARTITIONS = 64
+#: The record count a read call asks for when the poll has no record limit (bytes end it).
+_NO_RECORD_LIMIT = sys.maxsize
 
 # Process-wide: when each (transform run, partition) last found nothing new, so a resumed
 # caught-up restriction waits out the poll interval even on runners that resume at once.
@@ -156,18 +161,32 @@ def _note_position(run_id: str, tp: TopicPartition, offset: int) -> None:
 
 
 class _PartitionView:
-    """Adapts a reader and the metadata store to :class:`~streamhouse_beam.positions.PartitionView`."""
+    """Adapts a reader and the metadata store to :class:`~streamhouse_beam.positions.PartitionView`.
+
+    One view resolves one restriction's start and stop, from one look at the partition: the
+    metadata lookup that gives its earliest offset gives its readable end too, so resolving
+    ``earliest()`` to ``latest()`` costs one lookup instead of three (a round trip each to a
+    remote PostgreSQL, per partition, every time a pipeline starts).
+    """
 
     def __init__(self, reader: PartitionReader, resources: WorkerResources, tp: TopicPartition):
         self._reader = reader
         self._resources = resources
         self._tp = tp
+        self._earliest: int | None = None
+
+    def _look(self) -> int:
+        if self._earliest is None:
+            # One metadata lookup: the earliest offset, and the readable end noted by the reader.
+            self._earliest = self._reader.earliest_offset()
+        return self._earliest
 
     def earliest_offset(self) -> int:
-        return self._reader.earliest_offset()
+        return self._look()
 
     def readable_end(self) -> int:
-        return self._reader.readable_end(refresh=True)
+        self._look()
+        return self._reader.readable_end(refresh=False)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int:
         return self._reader.offset_for_timestamp(timestamp_ms)
@@ -179,7 +198,7 @@ class _PartitionView:
 
 
 def _warn_empty_range(
-    element: PartitionDescriptor, reader: PartitionReader, start: int, stop: int | None
+    element: PartitionDescriptor, view: _PartitionView, start: int, stop: int | None
 ) -> None:
     """Say why a partition yields nothing: a start past its end, or a stop at or before the start.
 
@@ -187,8 +206,8 @@ def _warn_empty_range(
     returning no records without a word makes a wrong position look like an empty topic. An
     empty partition read from its start to its end is not worth a warning.
     """
-    end = reader.readable_end(refresh=False)
-    earliest = reader.earliest_offset()
+    end = view.readable_end()  # what the positions were resolved against
+    earliest = view.earliest_offset()
     if stop is not None and start == end == earliest:
         return
     where = f"topic {element.topic!r} partition {element.partition}"
@@ -344,10 +363,10 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         stop = element.stop.resolve(tp, view, start) if element.stop is not None else None
         if stop is None or stop.offset is None:
             if start > reader.readable_end(refresh=False):
-                _warn_empty_range(element, reader, start, None)
+                _warn_empty_range(element, view, start, None)
             return PartitionRestriction.open_ended(start)
         if stop.offset <= start:
-            _warn_empty_range(element, reader, start, stop.offset)
+            _warn_empty_range(element, view, start, stop.offset)
         return PartitionRestriction(start, stop.offset)
 
     def create_tracker(
@@ -470,16 +489,18 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             )
         return gauge
 
-    def _poll(self, reader: Any, start: int, stop: int | None, limit: int) -> Any:
-        """One read of up to ``limit`` records from ``start``, counted in the metrics.
+    def _poll(
+        self, reader: Any, start: int, stop: int | None, limit: int, max_bytes: int | None
+    ) -> Any:
+        """One read of up to ``limit`` records (and ``max_bytes``) from ``start``, counted.
 
         ``batches`` output reads one Arrow batch, decoded without a Python object per record;
         the other outputs read record tuples.
         """
         if self.config.output == "batches":
-            batch = reader.read_columns(start, stop, limit)
+            batch = reader.read_columns(start, stop, limit, max_bytes)
         else:
-            batch = reader.read(start, stop, limit)
+            batch = reader.read(start, stop, limit, max_bytes)
         self._count(batch)
         return batch
 
@@ -725,17 +746,21 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         deadline = time.monotonic() + config.max_poll_seconds
         pos = start
         last: int | None = None
+        max_count = _NO_RECORD_LIMIT if config.max_poll_records is None else config.max_poll_records
+        max_bytes = config.max_poll_bytes
         polled = 0
+        polled_bytes = 0
         while True:
             # Poll before claiming: the read may be slow and must not hold the tracker's lock.
             # A batch is one element per read call, so batches read the whole poll at once.
-            chunk = (
-                config.max_poll_records if config.output == "batches" else self.read_chunk_records
+            chunk = max_count if config.output == "batches" else self.read_chunk_records
+            want = min(max_count - polled, chunk)
+            batch = self._poll(
+                reader, pos, stop, want, None if max_bytes is None else max_bytes - polled_bytes
             )
-            want = min(config.max_poll_records - polled, chunk)
-            batch = self._poll(reader, pos, stop, want)
             records = batch.records
             polled += len(records)
+            polled_bytes += batch.bytes_read
             ended = False
             if limit_ts is not None and config.output == "batches":
                 from streamhouse_beam.beam.batches import first_at_or_after
@@ -774,7 +799,8 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             pos = batch.next_offset
             if (
                 len(batch.records) < want
-                or polled >= config.max_poll_records
+                or polled >= max_count
+                or (max_bytes is not None and polled_bytes >= max_bytes)
                 or (stop is not None and pos >= stop)
                 or time.monotonic() >= deadline
             ):
@@ -851,14 +877,18 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                     return
                 _LOG.info("%s: new partition discovered, reading from offset %d", tp, earliest)
         positions = dict(tracker.current_restriction().positions)
-        remaining = config.max_poll_records
+        # The poll's limits are shared by the partitions it reads.
+        remaining = _NO_RECORD_LIMIT if config.max_poll_records is None else config.max_poll_records
+        bytes_left = config.max_poll_bytes
         caught_up = True
         for partition, offset in positions.items():
-            if remaining <= 0:
+            if remaining <= 0 or (bytes_left is not None and bytes_left <= 0):
                 caught_up = False
                 break
             tp = TopicPartition(element.topic, partition)
-            batch = self._poll(self._reader(tp), offset, None, remaining)
+            batch = self._poll(self._reader(tp), offset, None, remaining, bytes_left)
+            if bytes_left is not None:
+                bytes_left -= batch.bytes_read
             records = batch.records
             granted = len(records)
             if budget is not None and granted:

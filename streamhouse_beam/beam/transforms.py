@@ -50,10 +50,16 @@ from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
 from streamhouse_beam.decoders import make_decoder
 from streamhouse_beam.errors import MissingExtraError, redact
 from streamhouse_beam.partition_reader import ReadOptions
+from streamhouse_beam.poll_limits import (
+    DEFAULT_MAX_POLL_BYTES,
+    DEFAULT_MAX_POLL_RECORDS,
+    poll_limits,
+)
 from streamhouse_beam.positions import StartPosition, StopPosition
 from streamhouse_beam.records import StreamHouseRecord
 
 __all__ = [
+    "DEFAULT_MAX_POLL_BYTES",
     "DEFAULT_MAX_POLL_RECORDS",
     "OUTPUT_KINDS",
     "ReadAllFromStreamHouse",
@@ -65,9 +71,6 @@ OUTPUT_KINDS: tuple[str, ...] = ("records", "rows", "kv", "batches")
 
 #: ``storage_url=None`` reads from S3 with each segment row's bucket and the usual AWS settings.
 DEFAULT_STORAGE_URL = "s3://"
-
-#: Records per ``process()`` call (and so per checkpoint) unless ``max_poll_records`` is given.
-DEFAULT_MAX_POLL_RECORDS = 5000
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -96,6 +99,7 @@ def _build_config(
     max_records: object,
     max_poll_records: object,
     max_poll_seconds: object,
+    max_poll_bytes: object = None,
     poll_interval: object,
     value_decoder: object,
     commit_offsets_group: object,
@@ -154,6 +158,7 @@ def _build_config(
         )
     if output not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {', '.join(OUTPUT_KINDS)}, got {output!r}")
+    poll_records, poll_bytes = poll_limits(output, max_poll_records, max_poll_bytes)
     if not isinstance(dead_letter, bool):
         raise TypeError(f"dead_letter must be a bool, got {dead_letter!r}")
     decoder = make_decoder(value_decoder)
@@ -229,7 +234,8 @@ def _build_config(
         cache_max_bytes=cache_max_bytes,
         prefetch_workers=prefetch_workers,
         spill_dir=spill_dir,
-        max_poll_records=_positive_int("max_poll_records", max_poll_records),
+        max_poll_records=poll_records,
+        max_poll_bytes=poll_bytes,
         max_poll_seconds=_seconds("max_poll_seconds", max_poll_seconds, allow_zero=False),
         poll_interval=_seconds("poll_interval", poll_interval),
         max_delay_seconds=_seconds("max_delay_seconds", max_delay_seconds),
@@ -281,7 +287,10 @@ def _display(config: ReadConfig) -> dict[str, Any]:
         k: DisplayDataItem(v, label=k.replace("_", " ")) for k, v in config.display().items()
     }
     items.update(
-        max_poll_records=config.max_poll_records,
+        max_poll_records=(
+            "(no limit)" if config.max_poll_records is None else config.max_poll_records
+        ),
+        max_poll_bytes="(no limit)" if config.max_poll_bytes is None else config.max_poll_bytes,
         poll_interval=config.poll_interval,
         max_delay_seconds=config.max_delay_seconds,
         event_time=config.event_time.describe(),
@@ -322,13 +331,23 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         max_records: stop once this many records were emitted (per worker process; exact on
             single-process runners). Ends unbounded reads too.
         max_poll_records: records read per ``process()`` call; each call then checkpoints, so
-            this is the bundle granularity. The default, 5000, is where throughput levels
-            off: every checkpoint costs the runner a bundle round trip (about half a
-            millisecond on FnApiRunner), which at 500 took a quarter of a read's time
-            (``benchmarks/results/report.md``). Lower it for finer-grained commits.
+            this is the bundle granularity. ``None`` (the default): 5000
+            (:data:`DEFAULT_MAX_POLL_RECORDS`) for ``records``, ``rows`` and ``kv``, where
+            throughput levels off (every checkpoint costs the runner a bundle round trip,
+            about half a millisecond on FnApiRunner, which at 500 took a quarter of a read's
+            time; ``benchmarks/results/report.md``), and no record limit for ``batches``,
+            which fill up to ``max_poll_bytes`` instead. Lower it for finer-grained commits.
+        max_poll_bytes: key and value bytes read per ``process()`` call: a call ends with the
+            first record that makes its bytes reach this (so it reads at least one record).
+            ``None`` (the default): 8 MiB (:data:`DEFAULT_MAX_POLL_BYTES`) for ``batches``
+            when ``max_poll_records`` is not given either, and no byte limit otherwise. Given
+            with ``max_poll_records``, a call ends at whichever limit it reaches first. It
+            counts payload only: a batch also holds about 30 bytes of Arrow columns per record
+            (offset, timestamp, partition, topic), which matters for tiny records only (give
+            ``max_poll_records`` too to bound those).
         max_poll_seconds: a ``process()`` call stops reading (and checkpoints) once it has run
-            this long, even with fewer than ``max_poll_records`` records (checked between reads
-            of ``ReadPartitionsFn.read_chunk_records`` records).
+            this long, even below its poll limits (checked between reads of
+            ``ReadPartitionsFn.read_chunk_records`` records; a batch is one read).
         poll_interval: seconds between polls of a caught-up partition.
         value_decoder: ``None``/"bytes", "utf-8", "json", an ``AvroDecoder``, a
             ``SchemaRegistryDecoder`` or a callable ``f(bytes) -> object``.
@@ -339,8 +358,8 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             :class:`~streamhouse_beam.errors.UnsupportedOnRunnerError` when applied.
         output: ``"records"`` (:class:`StreamHouseRecord`, the default), ``"rows"`` (Beam schema
             rows for SQL and YAML) or ``"kv"`` (``(key, value)`` tuples, like ``ReadFromKafka``
-            without metadata) or ``"batches"`` (one ``pyarrow.RecordBatch`` of up to
-            ``max_poll_records`` records per poll, raw bytes values; see
+            without metadata) or ``"batches"`` (one ``pyarrow.RecordBatch`` per poll, up to
+            ``max_poll_bytes`` or ``max_poll_records``, raw bytes values; see
             :mod:`streamhouse_beam.beam.batches`). Event timestamps are the record timestamps
             (a batch's is its largest) unless ``event_time`` says otherwise.
         dead_letter: route undecodable records to a ``dead_letter`` output (then the result has
@@ -383,7 +402,8 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
         start: StartPosition = StartPosition.earliest(),
         stop: StopPosition | None = None,
         max_records: int | None = None,
-        max_poll_records: int = DEFAULT_MAX_POLL_RECORDS,
+        max_poll_records: int | None = None,
+        max_poll_bytes: int | None = None,
         max_poll_seconds: float = 10.0,
         poll_interval: float = 1.0,
         value_decoder: object = None,
@@ -427,6 +447,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             metadata_options=metadata_options,
             max_records=max_records,
             max_poll_records=max_poll_records,
+            max_poll_bytes=max_poll_bytes,
             max_poll_seconds=max_poll_seconds,
             poll_interval=poll_interval,
             value_decoder=value_decoder,
@@ -504,7 +525,8 @@ class ReadAllFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             "storage_options": None,
             "metadata_options": None,
             "max_records": None,
-            "max_poll_records": DEFAULT_MAX_POLL_RECORDS,
+            "max_poll_records": None,
+            "max_poll_bytes": None,
             "max_poll_seconds": 10.0,
             "poll_interval": 1.0,
             "value_decoder": None,

@@ -17,6 +17,7 @@ import it.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -129,6 +130,22 @@ class BlockColumns:
         """Value bytes of records ``[start, stop)``."""
         ends = self._value_ends
         return ends[stop] - ends[start]
+
+    def records_reaching(self, start: int, stop: int, budget: int) -> int:
+        """How many records from ``start`` it takes for their key and value bytes to reach
+        ``budget`` (> 0), at most ``stop - start`` (all of them stay below it).
+
+        A binary search over the cumulative key and value ends: no Python step per record.
+        """
+        keys, values = self._key_ends, self._value_ends
+        base = keys[start] + values[start]
+        if keys[stop] + values[stop] - base < budget:
+            return stop - start
+        # The first end index j in (start, stop] whose bytes reach the budget.
+        j = bisect.bisect_left(
+            range(start + 1, stop + 1), budget, key=lambda i: keys[i] + values[i] - base
+        )
+        return j + 1
 
     def __len__(self) -> int:
         return self.count
