@@ -162,25 +162,61 @@ def cases(ds: common.Dataset, quick: bool) -> dict[str, tuple[Build, int]]:
         "avro": (avro, ds.records),
         "trivial": (trivial, ds.records),
     }
-    if not quick:
+    if quick:
+        del out["trivial"]
+    else:
         out[f"records mpr={BIG_POLL}"] = (records(BIG_POLL), ds.records)
         out[f"batches mpr={BIG_POLL}"] = (batches(BIG_POLL), ds.records)
     return out
 
 
+#: Buckets of busy samples, by the file of the frame on top of the stack (first match wins).
+BUCKETS = (
+    (
+        "connector: read, decompress, decode, Arrow (streamhouse_beam, pyarrow, lz4)",
+        ("streamhouse_beam/", "pyarrow/", "lz4/", "bz2.py", "zlib", "zstandard"),
+    ),
+    ("Avro decode (fastavro, apache_beam/io)", ("fastavro/", "apache_beam/io/")),
+    (
+        "coders and data plane (apache_beam/coders, data_plane, grpc)",
+        ("apache_beam/coders/", "data_plane.py", "grpc/"),
+    ),
+    (
+        "Beam per-output path (sdf_utils watermark wrapper, DoFn invoker, Timestamp, windowed "
+        "values)",
+        (
+            "sdf_utils.py",
+            "transforms/core.py",
+            "utils/timestamp.py",
+            "windowed_value",
+            "common.py",
+            "operations.py",
+        ),
+    ),
+    ("combine (Count / sum)", ("combiners.py", "combine_fn")),
+    ("benchmark's own DoFns", ("benchmarks/",)),
+)
+
+
 class HarnessSampler:
     """Samples the stacks of this process's SDK harness threads every ``interval`` seconds.
 
-    LOOPBACK runs the SDK harness as threads of this process; each sample credits the function
-    on top of every thread that is inside a bundle (has ``process_bundle`` on its stack) once
-    as "self", and every function on that stack once as "total".
+    LOOPBACK runs the SDK harness as threads of this process. A thread counts when it is inside
+    a bundle (``process_bundle`` on its stack). It is *idle* when its top frame is a wait in
+    ``threading`` (a bundle of a later stage waiting on the data plane for its input while an
+    earlier stage runs, or a lock); otherwise *busy*, and the function on top is credited once
+    as "self", every function on the stack once as "total", and the sample goes to the first
+    :data:`BUCKETS` entry that names the top frame's file.
     """
 
     def __init__(self, interval: float = 0.005) -> None:
         self.interval = interval
         self.self_counts: collections.Counter[str] = collections.Counter()
         self.total_counts: collections.Counter[str] = collections.Counter()
+        self.buckets: collections.Counter[str] = collections.Counter()
         self.samples = 0
+        self.idle = 0
+        self.idle_on_input = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -207,9 +243,20 @@ class HarnessSampler:
                 if not any(c.co_name == "process_bundle" for c in stack):
                     continue
                 self.samples += 1
-                self.self_counts[self._label(stack[0])] += 1
+                top = self._label(stack[0])
+                if top.startswith("threading.py:"):
+                    self.idle += 1
+                    if any(c.co_name == "input_elements" for c in stack):
+                        self.idle_on_input += 1
+                    continue
+                self.self_counts[top] += 1
                 for label in {self._label(c) for c in stack}:
                     self.total_counts[label] += 1
+                bucket = next(
+                    (name for name, keys in BUCKETS if any(k in top for k in keys)),
+                    "other (Beam SDK harness, Python runtime)",
+                )
+                self.buckets[bucket] += 1
 
     def __enter__(self) -> HarnessSampler:
         self._thread.start()
@@ -219,12 +266,23 @@ class HarnessSampler:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def busy(self) -> int:
+        return self.samples - self.idle
+
     def top(self, n: int = 15) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-        total = max(self.samples, 1)
+        """The top ``n`` functions by self and by total share of the busy samples."""
+        busy = max(self.busy, 1)
+        skip = ("threading.py", "thread_pool_executor.py", "sdk_worker.py")
+        totals = [(k, v) for k, v in self.total_counts.most_common() if not k.startswith(skip)]
         return (
-            [(k, v / total) for k, v in self.self_counts.most_common(n)],
-            [(k, v / total) for k, v in self.total_counts.most_common(n + 10)],
+            [(k, v / busy) for k, v in self.self_counts.most_common(n)],
+            [(k, v / busy) for k, v in totals[:n]],
         )
+
+    def bucket_shares(self) -> list[tuple[str, float]]:
+        busy = max(self.busy, 1)
+        return [(k, v / busy) for k, v in self.buckets.most_common()]
 
 
 def run_once(args: list[str], build: Build) -> tuple[float, int]:
@@ -312,6 +370,9 @@ def profile_run(
         out[name] = {
             "seconds": seconds,
             "samples": sampler.samples,
+            "busy": sampler.busy,
+            "idle_on_input": sampler.idle_on_input,
+            "buckets": sampler.bucket_shares(),
             "self": self_top,
             "total": total_top,
         }
@@ -412,14 +473,23 @@ def report(
             "",
             "## Where the SDK harness spends its time (Flink, LOOPBACK, parallelism 1)",
             "",
-            "Stack samples every 5 ms of the harness threads that are inside a bundle; *self* is "
-            "the share of samples with the function on top, *total* with it anywhere on the "
-            "stack.",
+            "Stack samples every 5 ms of the harness threads that are inside a bundle. A sample "
+            "whose top frame is a `threading` wait is *idle* (mostly a later stage's bundle "
+            "waiting on the data plane for its input while the read's stage runs); the others "
+            "are *busy*. Shares below are of the busy samples: *self* with the function on top, "
+            "*total* with it anywhere on the stack; buckets by the top frame's file.",
         ]
         for name, got in profile.items():
             lines += [
                 "",
-                f"### {name}: {got['seconds']:.2f} s, {got['samples']} samples",
+                f"### {name}: {got['seconds']:.2f} s, {got['samples']} samples, "
+                f"{got['busy']} busy, {got['idle_on_input']} idle waiting for input",
+                "",
+                "| bucket | share of busy |",
+                "|---|---:|",
+            ]
+            lines += [f"| {b} | {v:.0%} |" for b, v in got["buckets"]]
+            lines += [
                 "",
                 "| self | function | | total | function |",
                 "|---:|---|---|---:|---|",
@@ -432,9 +502,6 @@ def report(
         "Datasets are cached under `benchmarks/data/` (git-ignored).",
         "",
     ]
-    notes = RESULTS / "flink_notes.md"
-    if notes.exists() and settings.get("mode") == "full":
-        lines += [notes.read_text()]
     return "\n".join(lines)
 
 
@@ -475,17 +542,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runners", default="flink,prism,cluster")
     parser.add_argument("--parallelism", default="1,2")
     parser.add_argument("--environment", choices=("loopback", "external"), default="loopback")
+    parser.add_argument(
+        "--cases", default="", help="comma-separated subset of the pipelines (empty is kept)"
+    )
     parser.add_argument("--profile", action="store_true", help="sample the SDK harness")
     parser.add_argument("--profile-records", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="50k records, Flink p1 and Prism")
+    parser.add_argument("--quick", action="store_true", help="20k records, Flink p1 and Prism")
     parser.add_argument("--out", type=pathlib.Path, default=None)
+    parser.add_argument("--name", default="flink", help="report file stem (NAME.md)")
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_flink.py " + " ".join(argv or sys.argv[1:])
     started = time.perf_counter()
     runners = [r for r in args.runners.split(",") if r]
     parallelisms = [int(x) for x in args.parallelism.split(",") if x]
     if args.quick:
-        records, repeat = min(args.records, 50_000), 1
+        records, repeat = min(args.records, 20_000), 1
         runners = [r for r in runners if r != "cluster"]
         parallelisms = parallelisms[:1]
         out_dir = args.out or RESULTS / "quick"
@@ -497,6 +568,12 @@ def main(argv: list[str] | None = None) -> int:
     print("machine:", info, flush=True)
     ds = common.dataset(records, args.partitions)
     table = cases(ds, args.quick)
+    if args.cases:
+        wanted = {"empty", *args.cases.split(",")}
+        unknown = wanted - table.keys()
+        if unknown and not args.quick:  # --quick has fewer pipelines: keep what it has
+            raise SystemExit(f"unknown cases {sorted(unknown)}; known: {sorted(table)}")
+        table = {name: got for name, got in table.items() if name in wanted}
     startups: dict[str, float] = {}
     results: dict[str, dict[str, dict[str, float]]] = {}
     raw: dict[str, dict[str, list[float]]] = {}
@@ -527,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 if args.profile:
                     pds = common.dataset(min(args.profile_records, records), args.partitions)
-                    profile = profile_run(service, pds, cases(pds, True))
+                    profile = profile_run(service, pds, cases(pds, False))
         if "prism" in runners:
             with PrismService() as prism:
                 startups["Prism"] = prism.startup_seconds
@@ -554,10 +631,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
     elapsed = time.perf_counter() - started
     text = report(info, ds, settings, startups, results, raw, profile, command, elapsed)
-    (out_dir / "flink.md").write_text(text)
+    (out_dir / f"{args.name}.md").write_text(text)
     print()
     print("\n".join(line for line in text.splitlines() if line.startswith("| ")))
-    print(f"wrote {out_dir / 'flink.md'}")
+    print(f"wrote {out_dir / (args.name + '.md')}")
     return 0
 
 
