@@ -173,19 +173,20 @@ def cases(ds: common.Dataset, quick: bool) -> dict[str, tuple[Build, int]]:
 #: Buckets of busy samples, by the file of the frame on top of the stack (first match wins).
 BUCKETS = (
     (
-        "connector: read, decompress, decode, Arrow (streamhouse_beam, pyarrow, lz4)",
-        ("streamhouse_beam/", "pyarrow/", "lz4/", "bz2.py", "zlib", "zstandard"),
+        "connector: read, decompress, decode, Arrow (streamhouse_beam, pyarrow)",
+        ("streamhouse_beam/", "pyarrow/", "lz4/", "zstandard"),
     ),
-    ("Avro decode (fastavro, apache_beam/io)", ("fastavro/", "apache_beam/io/")),
+    ("Avro decode (fastavro, avroio)", ("fastavro/", "avroio.py")),
     (
         "coders and data plane (apache_beam/coders, data_plane, grpc)",
         ("apache_beam/coders/", "data_plane.py", "grpc/"),
     ),
     (
-        "Beam per-output path (sdf_utils watermark wrapper, DoFn invoker, Timestamp, windowed "
-        "values)",
+        "Beam per-output path (sdf_utils watermark wrapper and tracker, DoFn invoker, "
+        "Timestamp, windowed values)",
         (
             "sdf_utils.py",
+            "restriction_trackers.py",
             "transforms/core.py",
             "utils/timestamp.py",
             "windowed_value",
@@ -194,6 +195,10 @@ BUCKETS = (
         ),
     ),
     ("combine (Count / sum)", ("combiners.py", "combine_fn")),
+    (
+        "bundle set-up (unpickling DoFns: bz2, cloudpickle; channels, state handlers)",
+        ("bz2.py", "cloudpickle", "pickler", "create_state_handler", "create_data_channel"),
+    ),
     ("benchmark's own DoFns", ("benchmarks/",)),
 )
 
@@ -346,7 +351,9 @@ def environment_args(kind: str, pool: Any, parallelism: int) -> list[str]:
 
 def ratios(summary: dict[str, dict[str, float]]) -> dict[str, tuple[float, float]]:
     """``{case: (gross ratio vs avro, net ratio vs avro)}`` (records/s over Avro's)."""
-    out = {}
+    out: dict[str, tuple[float, float]] = {}
+    if "avro" not in summary:  # --cases without avro
+        return out
     for name, got in summary.items():
         if name in ("empty", "avro"):
             continue
@@ -437,7 +444,7 @@ def report(
         rat = ratios(summary)
         for name, got in summary.items():
             gross_r, net_r = rat.get(name, (float("nan"), float("nan")))
-            vs = "" if name in ("empty", "avro") else f"{gross_r:.2f}x | {_fmt_ratio(net_r)}"
+            vs = "" if name in ("empty", "avro") else f"{_fmt_ratio(gross_r)} | {_fmt_ratio(net_r)}"
             if name == "empty":
                 lines.append(
                     f"| {name} | {got['seconds']:.2f} | {got['min']:.2f}-{got['max']:.2f} | | | | |"
