@@ -1,0 +1,97 @@
+"""Long-lived job services for the runner benchmarks: a Flink job server and a Prism.
+
+Each benchmark starts one service, times its start-up once (spawn until the job port accepts
+connections), and then submits every measured pipeline to it with ``PortableRunner``
+(``--job_endpoint``), so no measured run pays for a JVM or a Go binary starting. The SDK
+harness is either this process (``LOOPBACK``) or the Python worker processes of an
+:class:`~streamhouse_beam.testing.flink_cluster.SdkWorkerPool` (``EXTERNAL``).
+
+* :class:`FlinkJobServerService`: ``java -jar <job-server.jar> --flink-master=...`` from the
+  cache ``.ci/fetch-runners`` fills. With ``[local]`` every job runs on an embedded Flink
+  mini-cluster that the job server starts for that job (a fixed per-job cost the benchmarks
+  measure with an empty pipeline); with a session cluster's ``host:port`` the jobs go there.
+* :class:`PrismService`: the cached Prism binary serving its job API.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from streamhouse_beam.testing import runners
+from streamhouse_beam.testing.servers import _GrpcChildServer
+
+
+class _TimedService(_GrpcChildServer):
+    """A gRPC child server that remembers how long its start took."""
+
+    startup_seconds: float = 0.0
+
+    def start(self) -> _TimedService:
+        began = time.perf_counter()
+        super().start()
+        self.startup_seconds = time.perf_counter() - began
+        return self
+
+    def __enter__(self) -> _TimedService:
+        return self.start()
+
+
+class FlinkJobServerService(_TimedService):
+    """Beam's Flink job server (the cached, patched jar) as a long-lived child process.
+
+    Args:
+        flink_master: ``[local]`` (an embedded mini-cluster per job) or a session cluster's
+            ``host:port``.
+        startup_timeout: seconds to wait for the job port.
+    """
+
+    label = "flink-job-server"
+
+    def __init__(self, flink_master: str = "[local]", *, startup_timeout: float = 180.0) -> None:
+        super().__init__(startup_timeout=startup_timeout)
+        self.flink_master = flink_master
+
+    def _command(self, port: int) -> Sequence[str]:
+        return [
+            "java",
+            runners.FLINK_JAVA17_OPENS,
+            "-jar",
+            str(runners.flink_job_server().jar),
+            f"--flink-master={self.flink_master}",
+            f"--job-port={port}",
+            "--artifact-port=0",
+            "--expansion-port=0",
+        ]
+
+    def pipeline_args(self, parallelism: int, *, streaming: bool = False) -> list[str]:
+        """``PortableRunner`` options for a job on this job server (no environment options)."""
+        args = [
+            "--runner=PortableRunner",
+            f"--job_endpoint={self.endpoint}",
+            f"--parallelism={parallelism}",
+        ]
+        if streaming:
+            args.append("--streaming")
+        return args
+
+
+class PrismService(_TimedService):
+    """The cached Prism binary as a long-lived job service (web UI off).
+
+    Args:
+        startup_timeout: seconds to wait for the job port.
+    """
+
+    label = "prism"
+
+    def _command(self, port: int) -> Sequence[str]:
+        return [runners.prism_binary(), f"-job_port={port}", "-serve_http=false"]
+
+    def pipeline_args(self, parallelism: int = 1, *, streaming: bool = False) -> list[str]:
+        """``PortableRunner`` options for a job on this Prism (parallelism is Prism's own)."""
+        del parallelism
+        args = ["--runner=PortableRunner", f"--job_endpoint={self.endpoint}"]
+        if streaming:
+            args.append("--streaming")
+        return args
