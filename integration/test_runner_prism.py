@@ -110,13 +110,13 @@ def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_e
             split_answered.set()
         return result
 
-    def stalling_read(self: Any, start: int, stop: int | None, max_records: int) -> Any:
+    def stalling_read(self: Any, start: int, stop: int | None, *limits: Any) -> Any:
         if start == 0 and not stalled.is_set():
             stalled.set()
             # Hold the bundle without progress until Prism has split it: no guess at how
             # long Prism takes to notice. Past the wait the read goes on and the test fails.
             split_answered.wait(SPLIT_WAIT_SECONDS)
-        return original_read(self, start, stop, max_records)
+        return original_read(self, start, stop, *limits)
 
     monkeypatch.setattr(PartitionRestrictionTracker, "try_split", recording_split)
     monkeypatch.setattr(partition_reader.PartitionReader, "read", stalling_read)
