@@ -198,6 +198,16 @@ class CacheLease:
             self._released = True
             self._cache._release(self._entry)
 
+    def release_later(self) -> None:
+        """Unpin the entry at the cache's next operation, without taking any lock now.
+
+        For finalizers: the garbage collector may run one inside a cache operation of the
+        same thread, where taking the cache's lock would wait for ever.
+        """
+        if not self._released:
+            self._released = True
+            self._cache._unpins.append(self._entry)
+
     def __enter__(self) -> CacheLease:
         return self
 
@@ -262,6 +272,9 @@ class SegmentCache:
     def _init_state(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        # Entries whose leases finalizers released (CacheLease.release_later); deque.append
+        # needs no lock, and every operation unpins them before its own work.
+        self._unpins: collections.deque[_Entry] = collections.deque()
         self._entries: collections.OrderedDict[Hashable, _Entry] = collections.OrderedDict()
         self._flights: dict[Hashable, _Flight] = {}
         self._bytes = 0  # bytes of indexed, non-oversize entries
@@ -290,6 +303,12 @@ class SegmentCache:
         # Threads and the lock's state do not survive fork(); a child starts empty.
         if self._pid != os.getpid():
             self._init_state()
+        while self._unpins:
+            try:
+                entry = self._unpins.popleft()
+            except IndexError:  # another thread took the last one
+                break
+            self._unpin(entry)
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -635,6 +654,9 @@ class SegmentCache:
 
     def _release(self, entry: _Entry) -> None:
         self._check_fork()
+        self._unpin(entry)
+
+    def _unpin(self, entry: _Entry) -> None:
         to_spill: list[_Entry] = []
         with self._lock:
             entry.pins -= 1

@@ -296,9 +296,14 @@ class _Tally:
 
 
 def _release_lease(holder: list[_OpenSegment | None]) -> None:
+    # A finalizer: the garbage collector may run it while this thread holds the cache's lock,
+    # so the pin is handed back without taking it.
     current = holder[0]
     if current is not None:
-        current.release()
+        holder[0] = None
+        if current.lease is not None:
+            current.lease.release_later()
+            current.lease = None
 
 
 class PartitionReader:

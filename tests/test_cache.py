@@ -10,6 +10,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +113,52 @@ def test_pinned_entries_are_never_evicted_and_budget_returns_on_release() -> Non
     lease_b.release()
     lease_b.release()  # a second release is a no-op
     assert cache.stats().bytes_cached == 60
+
+
+def test_a_finalizer_release_inside_a_cache_operation_does_not_deadlock() -> None:
+    """The garbage collector can run a reader's finalizer while its thread holds the lock."""
+    src = Source({"a": 60, "b": 60})
+    cache = SegmentCache(100)
+    lease_a = cache.get("a", src.fetch("a"))
+    lease_b = cache.get("b", src.fetch("b"))
+    done = threading.Event()
+
+    def finalizer_inside_an_operation() -> None:
+        with cache._lock:  # where a collection could strike: any allocation in an operation
+            lease_a.release_later()
+        done.set()
+
+    thread = threading.Thread(target=finalizer_inside_an_operation, daemon=True)
+    thread.start()
+    assert done.wait(WAIT), "release_later() waited for the cache's lock"
+    lease_a.release()  # already released: a no-op
+    # The pin goes at the next operation: a is then unpinned, least recently used, evicted.
+    assert cache.stats().bytes_cached == 60
+    assert not cache.contains("a")
+    lease_b.release()
+
+
+def test_a_reader_dropped_without_close_hands_its_segment_back(tmp_path: Path) -> None:
+    import gc
+
+    from streamhouse_beam.partition_reader import PartitionReader
+    from streamhouse_beam.storage.memory import MemoryStore
+    from streamhouse_beam.testing.local import LocalStreamHouse
+
+    store = MemoryStore(f"cache-gc-{tmp_path.name}")
+    house = LocalStreamHouse(f"sqlite:///{tmp_path}/metadata.db", store, segment_max_records=3)
+    house.create_schema()
+    house.create_topic("t", 1)
+    house.append("t", 0, [b"v0", b"v1", b"v2", b"v3"], flush=True)
+    cache = SegmentCache(1 << 20)
+    reader = PartitionReader(house.metadata(), store, cache, "t", 0)
+    assert len(reader.read(0, None, 2).records) == 2  # the first segment stays pinned
+    key = next(iter(cache._entries))
+    assert cache._entries[key].pins == 1
+    del reader
+    gc.collect()
+    cache.stats()  # any operation unpins what finalizers released
+    assert cache._entries[key].pins == 0
 
 
 def test_entry_larger_than_budget_is_served_then_dropped_on_release() -> None:
