@@ -332,6 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="also run Flink with checkpoints this often (and bundles finished before them)",
     )
+    parser.add_argument(
+        "--flink-max-bundle-time-ms",
+        type=int,
+        default=100,
+        help="with --flink-checkpointing-ms, also run the checkpointed job with "
+        "--max_bundle_time_mills at this value (the setting docs/flink.md recommends; 0: skip)",
+    )
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="Prism only, 20 segments")
     parser.add_argument("--out", type=pathlib.Path, default=None)
@@ -391,6 +398,21 @@ def main(argv: list[str] | None = None) -> int:
                             ],
                         )
                     )
+                    if args.flink_max_bundle_time_ms:
+                        bt = args.flink_max_bundle_time_ms
+                        # A residual's element reaches the SDK, and its next residual comes
+                        # back, only when the bundle finishes: Flink's default (1000 ms) adds
+                        # up to a second per poll (docs/flink.md, "Freshness").
+                        variants.append(
+                            (
+                                f"Flink, checkpoints every {ms} ms, max_bundle_time_mills {bt}",
+                                [
+                                    f"--checkpointing_interval={ms}",
+                                    "--finish_bundle_before_checkpointing",
+                                    f"--max_bundle_time_mills={bt}",
+                                ],
+                            )
+                        )
                 for label, extra in variants:
                     startups[label] = service.startup_seconds
                     args_ = service.pipeline_args(1, streaming=True) + loopback + extra
