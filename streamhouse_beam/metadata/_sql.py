@@ -7,7 +7,7 @@ only text that is interpolated is column names chosen from the introspected sche
 
 A backend supplies four primitives: run one read query (one attempt), run a list of writes in
 one transaction (one attempt), list the store's tables and columns, and drop its connections.
-Each primitive raises :class:`~streamhouse_beam.metadata._retry.TransientMetadataFailure` for
+Each primitive raises :class:`~streamhouse_beam._retry.RetryableFailure` for
 failures worth retrying and a project error for everything else; this module wraps them in the
 bounded retry loop.
 """
@@ -23,16 +23,17 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from streamhouse_beam._retry import (
+    RetryableFailure,
+    RetryPolicy,
+    call_with_retry,
+    metadata_give_up,
+)
 from streamhouse_beam.errors import (
     InconsistentMetadataError,
     NotAStreamHouseStoreError,
     OrganizationError,
     TopicNotFoundError,
-)
-from streamhouse_beam.metadata._retry import (
-    MetadataRetryPolicy,
-    TransientMetadataFailure,
-    call_with_retry,
 )
 from streamhouse_beam.metadata.base import MetadataStore
 from streamhouse_beam.records import PartitionInfo, SegmentInfo, TopicInfo, TopicPartition
@@ -214,7 +215,7 @@ class SqlMetadataStore(MetadataStore):
         url: str,
         *,
         organization_id: str | uuid.UUID | None,
-        retry: MetadataRetryPolicy,
+        retry: RetryPolicy,
     ) -> None:
         self._raw_url = url
         self._retry = retry
@@ -296,7 +297,7 @@ class SqlMetadataStore(MetadataStore):
     def _describe(self, what: str) -> str:
         return f"{self.url}: {what}"
 
-    def _on_transient(self, failure: TransientMetadataFailure) -> None:
+    def _on_transient(self, failure: RetryableFailure) -> None:
         self.retry_count += 1
         self._drop_connections()
 
@@ -305,8 +306,8 @@ class SqlMetadataStore(MetadataStore):
             return call_with_retry(
                 lambda: self._query_once(sql, params),
                 self._retry,
-                what=self._describe(what),
-                on_retry=self._on_transient,
+                give_up=metadata_give_up(self._describe(what), self._retry),
+                on_failure=self._on_transient,
             )
 
     def _write(self, what: str, statements: Sequence[Statement]) -> None:
@@ -314,8 +315,8 @@ class SqlMetadataStore(MetadataStore):
             call_with_retry(
                 lambda: self._write_once(statements),
                 self._retry,
-                what=self._describe(what),
-                on_retry=self._on_transient,
+                give_up=metadata_give_up(self._describe(what), self._retry),
+                on_failure=self._on_transient,
             )
 
     # -- schema and organization ---------------------------------------------------------------
@@ -329,8 +330,8 @@ class SqlMetadataStore(MetadataStore):
             columns = call_with_retry(
                 self._list_columns,
                 self._retry,
-                what=self._describe("inspect the schema"),
-                on_retry=self._on_transient,
+                give_up=metadata_give_up(self._describe("inspect the schema"), self._retry),
+                on_failure=self._on_transient,
             )
             for table, needed in REQUIRED_COLUMNS.items():
                 if table not in columns:

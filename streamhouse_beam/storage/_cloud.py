@@ -18,6 +18,13 @@ import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from streamhouse_beam._retry import (
+    STORAGE_RETRY,
+    RetryCounter,
+    RetryPolicy,
+    call_with_retry,
+    storage_give_up,
+)
 from streamhouse_beam.errors import (
     MissingExtraError,
     ObjectNotFoundError,
@@ -25,7 +32,6 @@ from streamhouse_beam.errors import (
     StorageRootNotFoundError,
     UnsafeKeyError,
 )
-from streamhouse_beam.storage._retry import RetryCounter, RetryPolicy, call_with_retry
 from streamhouse_beam.storage.base import ObjectStore
 from streamhouse_beam.storage.keys import encode_key
 
@@ -87,7 +93,7 @@ class CloudStore(ObjectStore):
             )
             if value is not None
         }
-        self.retry_policy = RetryPolicy.from_options(retry_options)
+        self.retry_policy = RetryPolicy.from_options(retry_options, STORAGE_RETRY)
         self._retries = RetryCounter()
 
     @property
@@ -202,9 +208,7 @@ class CloudStore(ObjectStore):
         return call_with_retry(
             one_attempt,
             self.retry_policy,
-            what=what,
-            key=key,
-            bucket=target,
+            give_up=storage_give_up(what, key=key, bucket=target),
             counter=self._retries,
         )
 

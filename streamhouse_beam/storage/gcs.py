@@ -18,9 +18,9 @@ import http.client
 import threading
 from typing import Any
 
+from streamhouse_beam._retry import RetryableFailure
 from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
 from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
-from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["GCS_OPTIONS", "GcsStore", "map_google_error"]
 

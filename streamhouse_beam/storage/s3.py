@@ -20,6 +20,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from streamhouse_beam._retry import RetryableFailure
 from streamhouse_beam.errors import (
     ObjectNotFoundError,
     StorageError,
@@ -27,7 +28,6 @@ from streamhouse_beam.errors import (
     StorageRootNotFoundError,
 )
 from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
-from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["S3_OPTIONS", "S3Store", "map_client_error"]
 
