@@ -1,7 +1,7 @@
 """The PostgreSQL metadata backend (psycopg 3), row-level-security aware.
 
 StreamHouse's PostgreSQL schema enables row-level security keyed on the session setting
-``app.current_organization_id`` (spec §3.2). The owning role bypasses it; any other role sees
+``app.current_organization_id``, without forcing it on the table owner. The owning role bypasses it; any other role sees
 only the rows of the organization the session names. So every connection this backend opens
 runs ``SELECT set_config('app.current_organization_id', <org>, false)`` as soon as the
 organization is known (given, or resolved as the only visible one), and again if it changes.

@@ -2,7 +2,7 @@
 
 :class:`CloudStore` holds the URL's default bucket, the retry budget with its per-instance
 counter, and the parts of every call that do not depend on the SDK: choosing the bucket (the
-URL's, else the segment row's: see :meth:`CloudStore._target`) and encoding the key (§2.6), checking range
+URL's, else the segment row's: see :meth:`CloudStore._target`) and percent-encoding the key as StreamHouse does, checking range
 arguments, answering zero-length reads with a size check, keeping the right bytes when a
 server ignores a Range header, treating a delete of a missing object as done, and running
 each call under the retry budget with its SDK errors mapped (:meth:`CloudStore._call`). A
@@ -155,8 +155,8 @@ class CloudStore(ObjectStore):
         """The bucket to call and the encoded object name.
 
         The URL's bucket when it names one, so ``s3://replica`` reads the replica (or a renamed
-        bucket) whatever the rows recorded; the row's bucket only for a bucket-less URL. Spec
-        §2.1: StreamHouse's own readers ignore the row's bucket too.
+        bucket) whatever the rows recorded; the row's bucket only for a bucket-less URL. StreamHouse's
+        own readers ignore the row's bucket too: they read the bucket they are configured with.
         """
         target = self._bucket_for(bucket)
         if not target:
