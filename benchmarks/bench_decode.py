@@ -194,7 +194,7 @@ _NOTES = [
     "the u64 wrap mask while offsets stay inside a safe window (2x slower: the window "
     "excludes small offsets, the common case); one varint-reader call per field (several "
     "times slower). The first record of each block goes through the general decoder since it "
-    "carries the legacy §1.9 rule. Truncation costs nothing per record: an `IndexError` "
+    "carries the pre-2026-02-06 first-record rule. Truncation costs nothing per record: an `IndexError` "
     "while reading the fixed fields, or the end position overshooting the block after the "
     "loop, becomes a `TruncatedSegmentError` naming the record's block byte.",
     "",

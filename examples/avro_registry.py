@@ -1,7 +1,7 @@
 """Decode an Avro topic written with StreamHouse's schema-registry framing.
 
 Producers that use the schema registry prefix each value with ``0x00`` and the schema id
-(big-endian int32) and append the Avro datum (spec §7.1). ``SchemaRegistryDecoder`` fetches
+(big-endian int32) and append the Avro datum. ``SchemaRegistryDecoder`` fetches
 each id's schema from the registry once per worker, caches it, and decodes every value into a
 dict. Values that cannot be decoded (an unknown id, a corrupt datum, an unframed value) are
 sent to a dead-letter file with the reason and the raw bytes instead of failing the job::

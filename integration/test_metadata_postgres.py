@@ -227,7 +227,7 @@ def test_server_down_past_the_budget_raises_metadata_unavailable(
 def test_segments_unique_index_is_global_as_in_streamhouse(
     postgres_server: PostgresServer, database: str
 ) -> None:
-    """PostgreSQL's UNIQUE (topic, partition_id, base_offset) is not org-scoped (§9.3 #9)."""
+    """PostgreSQL's UNIQUE (topic, partition_id, base_offset) is not org-scoped, as in StreamHouse's migrations."""
     a = LocalStreamHouse(postgres_server.url(database), MemoryStore("pg-uniq"))
     a.create_schema()
     b = LocalStreamHouse(postgres_server.url(database), MemoryStore("pg-uniq"))

@@ -1,71 +1,142 @@
 """streamhouse-beam: read StreamHouse topics in Apache Beam pipelines.
 
-The public surface is re-exported here; everything else is internal.
+This module is the public face: what a pipeline author uses, listed in ``__all__``.
+
+- the transforms :class:`ReadFromStreamHouse` and :class:`ReadAllFromStreamHouse`, and the
+  :class:`PartitionDescriptor` elements the latter reads;
+- where to start and stop: :class:`StartPosition`, :class:`StopPosition`;
+- how elements are timestamped and watermarked: :class:`EventTimePolicy`;
+- what comes out: :class:`StreamHouseRecord` (with its :class:`TopicPartition`),
+  :class:`StreamHouseRow` / :class:`StreamHouseTextRow` (``output="rows"``) and
+  :class:`DeadLetterRecord` (``dead_letter=True``);
+- value decoders beyond the named ones (``"bytes"``, ``"utf-8"``, ``"json"``):
+  :class:`ValueDecoder` to subclass, :class:`AvroDecoder`, :class:`SchemaRegistryDecoder`;
+- the errors worth catching: the base :class:`StreamHouseError`, one class per family
+  (segment, storage, metadata) and the ones a pipeline can act on. The finer classes of the
+  tree stay in :mod:`streamhouse_beam.errors`, whose docstring draws all of it.
+
+Everything else (the stores, the segment codec, the DoFn, restrictions, coders, the CLI) is
+internal and may change without notice. The Beam names load ``apache_beam`` on first use, so
+``import streamhouse_beam`` stays fast for the CLI and Beam-free code.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import typing as _typing
+from importlib import metadata as _metadata
 
 from streamhouse_beam.decoders import AvroDecoder, SchemaRegistryDecoder, ValueDecoder
-from streamhouse_beam.errors import *  # noqa: F403
-from streamhouse_beam.errors import __all__ as _error_names
+from streamhouse_beam.errors import (
+    CorruptSegmentError,
+    DataLossError,
+    DecodeError,
+    EventTimeError,
+    MetadataError,
+    MetadataUnavailableError,
+    MissingExtraError,
+    NoCommittedOffsetError,
+    NotAStreamHouseStoreError,
+    ObjectNotFoundError,
+    OrganizationError,
+    SchemaRegistryError,
+    SegmentError,
+    StorageError,
+    StoragePermissionError,
+    StorageRootNotFoundError,
+    StreamHouseError,
+    TopicNotFoundError,
+    TransientStorageError,
+    UnsupportedOnRunnerError,
+)
 from streamhouse_beam.positions import StartPosition, StopPosition
-from streamhouse_beam.records import (
-    PartitionInfo,
-    SegmentInfo,
-    StreamHouseRecord,
-    TopicInfo,
-    TopicPartition,
+from streamhouse_beam.records import StreamHouseRecord, TopicPartition
+
+#: The version reported when the package runs from a source tree that was never installed.
+_UNKNOWN_VERSION = "0+unknown"
+
+
+def _installed_version() -> str:
+    """The installed distribution's version (pyproject.toml is its only source)."""
+    try:
+        return _metadata.version("streamhouse-beam")
+    except _metadata.PackageNotFoundError:
+        return _UNKNOWN_VERSION
+
+
+__version__ = _installed_version()
+
+# The Beam side imports apache_beam (slow): loaded on first use.
+_BEAM_NAMES = frozenset(
+    {
+        "DeadLetterRecord",
+        "EventTimePolicy",
+        "PartitionDescriptor",
+        "ReadAllFromStreamHouse",
+        "ReadFromStreamHouse",
+        "StreamHouseRow",
+        "StreamHouseTextRow",
+    }
 )
 
-__version__ = "0.1.0"
-
-# The Beam transforms import apache_beam (slow); load them on first use so the CLI's inspect
-# and topics commands and Beam-free users stay fast.
-_BEAM_NAMES = {
-    "ReadFromStreamHouse": "streamhouse_beam.beam.transforms",
-    "ReadAllFromStreamHouse": "streamhouse_beam.beam.transforms",
-    "PartitionDescriptor": "streamhouse_beam.beam.descriptors",
-    "DeadLetterRecord": "streamhouse_beam.beam.coders",
-    "EventTimePolicy": "streamhouse_beam.beam.event_time",
-    "StreamHouseRow": "streamhouse_beam.beam.coders",
-}
-
-
-if TYPE_CHECKING:
-    from streamhouse_beam.beam.coders import DeadLetterRecord, StreamHouseRow
-    from streamhouse_beam.beam.descriptors import PartitionDescriptor
-    from streamhouse_beam.beam.event_time import EventTimePolicy
-    from streamhouse_beam.beam.transforms import ReadAllFromStreamHouse, ReadFromStreamHouse
+if _typing.TYPE_CHECKING:
+    from streamhouse_beam.beam import (
+        DeadLetterRecord,
+        EventTimePolicy,
+        PartitionDescriptor,
+        ReadAllFromStreamHouse,
+        ReadFromStreamHouse,
+        StreamHouseRow,
+        StreamHouseTextRow,
+    )
 
 
 def __getattr__(name: str) -> object:
-    module = _BEAM_NAMES.get(name)
-    if module is None:
+    if name not in _BEAM_NAMES:
         raise AttributeError(f"module 'streamhouse_beam' has no attribute {name!r}")
-    import importlib
+    import streamhouse_beam.beam
 
-    return getattr(importlib.import_module(module), name)
+    return getattr(streamhouse_beam.beam, name)
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _BEAM_NAMES)
+
+
+# Grouped by purpose in the module docstring; kept sorted here.
 __all__ = [
     "AvroDecoder",
+    "CorruptSegmentError",
+    "DataLossError",
     "DeadLetterRecord",
+    "DecodeError",
+    "EventTimeError",
     "EventTimePolicy",
+    "MetadataError",
+    "MetadataUnavailableError",
+    "MissingExtraError",
+    "NoCommittedOffsetError",
+    "NotAStreamHouseStoreError",
+    "ObjectNotFoundError",
+    "OrganizationError",
     "PartitionDescriptor",
     "ReadAllFromStreamHouse",
     "ReadFromStreamHouse",
     "SchemaRegistryDecoder",
+    "SchemaRegistryError",
+    "SegmentError",
     "StartPosition",
     "StopPosition",
-    "StreamHouseRow",
-    "ValueDecoder",
-    "PartitionInfo",
-    "SegmentInfo",
+    "StorageError",
+    "StoragePermissionError",
+    "StorageRootNotFoundError",
+    "StreamHouseError",
     "StreamHouseRecord",
-    "TopicInfo",
+    "StreamHouseRow",
+    "StreamHouseTextRow",
+    "TopicNotFoundError",
     "TopicPartition",
+    "TransientStorageError",
+    "UnsupportedOnRunnerError",
+    "ValueDecoder",
     "__version__",
-    *_error_names,
 ]

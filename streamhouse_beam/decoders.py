@@ -9,7 +9,7 @@ A decoder is a :class:`ValueDecoder`; :func:`make_decoder` builds one from what 
 ``"json"``                            the parsed JSON value (UTF-8 JSON text)
 ``AvroDecoder(schema)``               a dict per record, from a schemaless Avro datum (fastavro;
                                       the schema is parsed once)
-``SchemaRegistryDecoder(url)``        StreamHouse/Confluent framing (spec §7.1): ``0x00``, a
+``SchemaRegistryDecoder(url)``        StreamHouse/Confluent framing: ``0x00``, a
                                       big-endian int32 schema id, then an Avro datum or JSON
                                       text; schemas fetched from the registry once per id
 any callable ``f(bytes) -> object``   whatever it returns
@@ -52,7 +52,7 @@ __all__ = [
     "make_decoder",
 ]
 
-_FRAME = struct.Struct(">bi")  # magic byte, signed int32 schema id (spec §7.1)
+_FRAME = struct.Struct(">bi")  # magic byte 0, big-endian signed int32 schema id
 _MAGIC = 0
 
 
@@ -238,10 +238,10 @@ class _RegisteredSchema:
 
 
 class SchemaRegistryDecoder(ValueDecoder):
-    """Decodes schema-framed values (spec §7.1) with schemas from a StreamHouse registry.
+    """Decodes schema-framed values (``0x00``, int32 schema id, payload) with schemas from a StreamHouse registry.
 
-    The id is looked up at ``{url}{mount}/schemas/ids/{id}``; the answer is the §7.2 JSON
-    object (``schema``, ``schemaType``). Each id is fetched once per decoder instance (and
+    The id is looked up at ``{url}{mount}/schemas/ids/{id}``; the registry answers with a JSON
+    object whose ``schema`` holds the schema text and ``schemaType`` its kind. Each id is fetched once per decoder instance (and
     worker) and cached; failed look-ups are not cached.
 
     Args:

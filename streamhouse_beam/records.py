@@ -53,7 +53,7 @@ class SegmentInfo:
     """One row of StreamHouse's ``segments`` table.
 
     ``end_offset`` is inclusive. ``key`` is the raw ``s3_key`` column (before the object-store
-    percent-encoding of §2.6); ``bucket`` may be empty (rows registered by the reconciler).
+    layer percent-encodes each path part: see :mod:`streamhouse_beam.storage.keys`); ``bucket`` may be empty (rows registered by the reconciler).
     ``min_timestamp``/``max_timestamp`` are the first/last appended record's timestamps, ``0``
     meaning unknown.
     """

@@ -310,7 +310,7 @@ def test_help_says_keys_and_values_are_base64_and_how_to_choose(
 def test_progress_shows_done_of_total_and_a_rate_on_a_terminal_only(
     store: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streamhouse_beam.beam.jsonl import Progress
+    from streamhouse_beam.cli.jsonl import Progress
 
     monkeypatch.setattr(Progress, "interval", 0.0)
     assert main(_args(store, "--topic", "t", "--stop", "latest")) == 0

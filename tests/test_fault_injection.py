@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from streamhouse_beam._retry import RetryPolicy
 from streamhouse_beam.errors import TransientStorageError
-from streamhouse_beam.storage._retry import RetryPolicy
 from streamhouse_beam.storage.memory import MemoryStore
 from streamhouse_beam.testing.fault_proxy import FaultProxy
 from streamhouse_beam.testing.faulty_store import FaultyStore

@@ -58,7 +58,7 @@ def test_appended_records_read_back_with_offsets_keys_and_timestamps(tmp_path: P
         ("orders-0-2", 2, 3),
         ("orders-0-4", 4, 4),
     ]
-    # min/max_timestamp are the first/last record's, not true min/max (spec §8).
+    # min/max_timestamp are the first/last record's, not true min/max, as StreamHouse records them.
     assert (segs[1].min_timestamp, segs[1].max_timestamp) == (777, DEFAULT_CLOCK_START_MS + 3)
 
 

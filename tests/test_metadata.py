@@ -102,7 +102,8 @@ def test_partition_reports_earliest_readable_end_and_totals(lsh: LocalStreamHous
 def test_readable_end_uses_max_end_offset_when_high_watermark_lags(lsh: LocalStreamHouse) -> None:
     lsh.create_topic("orders", 1)
     lsh.append("orders", 0, [b"x"] * 12, flush=True)
-    lsh.set_high_watermark("orders", 0, 0)  # as after a snapshot restore (§3.3)
+    # As after a snapshot restore, which can leave the HWM behind the segments.
+    lsh.set_high_watermark("orders", 0, 0)
     assert lsh.metadata().partition("orders", 0).high_watermark == 12
 
 
@@ -112,7 +113,8 @@ def test_high_watermark_never_moves_backwards_within_one_store(lsh: LocalStreamH
     lsh.set_high_watermark("orders", 0, 40)
     meta = lsh.metadata()
     assert meta.partition("orders", 0).high_watermark == 40
-    lsh.set_high_watermark("orders", 0, 20)  # a stale leader's late write (§9.3 item 15)
+    # A stale leader's late write: StreamHouse assigns the HWM, it never takes a max.
+    lsh.set_high_watermark("orders", 0, 20)
     assert meta.partition("orders", 0).high_watermark == 40
     assert lsh.metadata().partition("orders", 0).high_watermark == 20
 
@@ -345,7 +347,7 @@ def test_deleted_topic_disappears_and_sqlite_keeps_its_segment_rows(
     with pytest.raises(TopicNotFoundError):
         meta.partition("gone", 0)
     assert not lsh.store.exists(seg.key, bucket=seg.bucket)
-    # SQLite has no foreign key from segments to partitions (spec §9.3 item 13).
+    # SQLite has no foreign key from segments to partitions (it has in PostgreSQL).
     stale = meta.segments("gone", 0)
     assert stale == ([seg] if metadata_url.startswith("sqlite:") else [])
 

@@ -259,7 +259,7 @@ def test_organization_ids_with_sql_metacharacters_are_plain_data(tmp_path: Path,
 def test_commit_from_another_organization_overwrites_the_row_as_streamhouse_does(
     tmp_path: Path,
 ) -> None:
-    """SQLite's UNIQUE(group_id, topic, partition_id) is StreamHouse's upsert target (§9.3 #12).
+    """SQLite's UNIQUE(group_id, topic, partition_id) is StreamHouse's upsert target, not org-scoped.
 
     Org B committing the same group/topic/partition overwrites org A's row, which keeps A's
     organization_id: A then reads B's offset and B reads nothing. Reproduced on purpose.

@@ -268,7 +268,8 @@ def test_writer_properties_track_appended_records(
     writer.finish()
 
 
-# The hand-derived example of spec §1.10, compiled and checked byte for byte by the spec author.
+# A two-record segment derived by hand, field by field, from the layout in segment/format.py:
+# the writer must produce exactly these bytes.
 WORKED_EXAMPLE_DUMP = """
 0000: 53 54 52 4d 00 01 00 00 00 00 00 00 00 00 00 64
 0010: 00 00 00 00 00 00 00 65 00 00 00 02 00 00 00 01

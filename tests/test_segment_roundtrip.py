@@ -1,4 +1,5 @@
-"""Writer -> reader round trips over random records (hypothesis), block boundaries and §1.9.
+"""Writer -> reader round trips over random records (hypothesis), block boundaries and the pre-2026-02-06
+block layout.
 
 Small ``block_size_target`` values make many blocks out of few bytes, so boundary cases are
 cheap; one example per run carries a multi-MiB value.
@@ -136,8 +137,9 @@ def test_legacy_block_boundaries_decode_to_the_same_records(
     _check_every_start(reader, expected)
 
 
-def test_legacy_layout_matches_the_spec_description() -> None:
-    # 3000 records of 1000-byte values: blocks start at 0, 1044, 2088 (spec §1.4/Appendix B).
+def test_legacy_layout_puts_block_boundaries_where_old_writers_did() -> None:
+    # 3000 records of 1000-byte values: a block closes once it holds the 1 MiB target, so
+    # blocks start at offsets 0, 1044, 2088 in both layouts.
     records = [(i, 1_700_000_000_000 + i, None, bytes(1000)) for i in range(3000)]
     legacy = SegmentReader(write_segment(records, Compression.LZ4, legacy_block_boundaries=True))
     current = SegmentReader(write_segment(records, Compression.LZ4))
@@ -153,7 +155,7 @@ def test_legacy_layout_matches_the_spec_description() -> None:
     raw = lz4.block.decompress(_bytes_of(legacy, start, end))
     assert raw[0] == 2
     assert legacy.read_all() == current.read_all() == records
-    # Without the §1.9 rule every offset of block >= 1 would read one too high.
+    # Without the legacy first-record rule every offset of block >= 1 would read one too high.
     wrong = decode_records_py(raw, 1044, 1_700_000_001_043, False, None, start)
     assert wrong[0][0] == 1045
 

@@ -15,6 +15,13 @@ import requests
 from botocore.exceptions import ClientError
 from google.api_core import exceptions as api
 
+from streamhouse_beam._retry import (
+    RetryableFailure,
+    RetryCounter,
+    RetryPolicy,
+    call_with_retry,
+    storage_give_up,
+)
 from streamhouse_beam.errors import (
     ObjectNotFoundError,
     StorageError,
@@ -23,12 +30,6 @@ from streamhouse_beam.errors import (
     TransientStorageError,
 )
 from streamhouse_beam.storage import open_store
-from streamhouse_beam.storage._retry import (
-    RetryableFailure,
-    RetryCounter,
-    RetryPolicy,
-    call_with_retry,
-)
 from streamhouse_beam.storage.gcs import GcsStore, map_google_error
 from streamhouse_beam.storage.s3 import S3Store, map_client_error
 
@@ -225,9 +226,7 @@ def test_retry_loop_returns_after_transient_failures_and_counts_them() -> None:
     result = call_with_retry(
         attempt,
         RetryPolicy(attempts=5, base_delay=1.0, max_delay=1.5),
-        what="X",
-        key="k",
-        bucket="b",
+        give_up=storage_give_up("X", key="k", bucket="b"),
         counter=counter,
         sleep=sleeps.append,
     )
@@ -247,9 +246,7 @@ def test_retry_loop_gives_up_with_transient_error_chained_to_the_cause() -> None
         call_with_retry(
             attempt,
             RetryPolicy(attempts=3),
-            what="S3 GET",
-            key="data/x.seg",
-            bucket="b",
+            give_up=storage_give_up("S3 GET", key="data/x.seg", bucket="b"),
             sleep=lambda _s: None,
         )
     assert info.value.key == "data/x.seg"
@@ -267,7 +264,10 @@ def test_retry_loop_does_not_retry_final_errors() -> None:
 
     with pytest.raises(ObjectNotFoundError):
         call_with_retry(
-            attempt, RetryPolicy(), what="X", key="k", bucket=None, sleep=lambda _s: None
+            attempt,
+            RetryPolicy(),
+            give_up=storage_give_up("X", key="k", bucket=None),
+            sleep=lambda _s: None,
         )
     assert calls == 1
 

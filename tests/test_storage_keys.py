@@ -1,4 +1,4 @@
-"""encode_key reproduces object_store 0.11's Path::from (spec §2.6) byte for byte."""
+"""encode_key reproduces object_store 0.11's Path::from (the key transformation StreamHouse applies) byte for byte."""
 
 from __future__ import annotations
 

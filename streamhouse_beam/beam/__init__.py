@@ -1,45 +1,26 @@
-"""The Apache Beam side of streamhouse-beam: the only package that imports ``apache_beam``.
+"""The Apache Beam side of streamhouse-beam: the only library package that imports ``apache_beam``.
 
-Public names are re-exported from :mod:`streamhouse_beam`; importing this package registers the
-deterministic coders of :class:`~streamhouse_beam.records.StreamHouseRecord` and the row types.
+Its public names are the Beam half of :mod:`streamhouse_beam`'s face, which re-exports each
+of them (import them from there): the transforms, the descriptor elements
+:class:`ReadAllFromStreamHouse` reads, the event-time policy and the row and dead-letter
+types. The splittable DoFn, its restriction, tracker, watermark estimator and coders are
+internal and live in their modules. Importing this package registers the deterministic coders
+of :class:`~streamhouse_beam.records.StreamHouseRecord` and the row types.
 """
 
 from __future__ import annotations
 
-from streamhouse_beam.beam.coders import (
-    DeadLetterRecord,
-    StreamHouseRecordCoder,
-    StreamHouseRow,
-    StreamHouseTextRow,
-)
+from streamhouse_beam.beam.coders import DeadLetterRecord, StreamHouseRow, StreamHouseTextRow
 from streamhouse_beam.beam.descriptors import PartitionDescriptor
 from streamhouse_beam.beam.event_time import EventTimePolicy
-from streamhouse_beam.beam.read_fn import DEAD_LETTER_TAG, ReadPartitionsFn
-from streamhouse_beam.beam.restriction import (
-    PartitionRestriction,
-    PartitionRestrictionCoder,
-    PartitionRestrictionTracker,
-)
 from streamhouse_beam.beam.transforms import ReadAllFromStreamHouse, ReadFromStreamHouse
-from streamhouse_beam.beam.watermark import (
-    PartitionWatermarkEstimator,
-    PartitionWatermarkEstimatorProvider,
-)
 
 __all__ = [
-    "DEAD_LETTER_TAG",
     "DeadLetterRecord",
     "EventTimePolicy",
     "PartitionDescriptor",
-    "PartitionRestriction",
-    "PartitionRestrictionCoder",
-    "PartitionRestrictionTracker",
-    "PartitionWatermarkEstimator",
-    "PartitionWatermarkEstimatorProvider",
     "ReadAllFromStreamHouse",
     "ReadFromStreamHouse",
-    "ReadPartitionsFn",
-    "StreamHouseRecordCoder",
     "StreamHouseRow",
     "StreamHouseTextRow",
 ]

@@ -15,8 +15,9 @@ Each partition's restriction carries a watermark that follows the read's
   chunk instead of a lock, a ``Timestamp`` conversion and a comparison per record);
 * **advances while idle**: when the partition is caught up and nothing new arrived, the DoFn
   calls :meth:`~PartitionWatermarkEstimator.advance_idle` with the wall clock minus the
-  configured maximum delay (spec §8: a record not yet readable was stamped no earlier than
-  about ``now - (flush interval + upload time + clock skew)``), so windows downstream of a quiet
+  configured maximum delay (StreamHouse stamps a record when it is appended and makes it
+  readable only after the segment is flushed and uploaded, so a record not yet readable was
+  stamped no earlier than about ``now - (flush interval + upload time + clock skew)``), so windows downstream of a quiet
   partition still close.
 
 The other policies change the seed, the bound and the idle delay, never the state (the

@@ -22,12 +22,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from streamhouse_beam._retry import METADATA_RETRY, RetryPolicy
 from streamhouse_beam.errors import redact
-from streamhouse_beam.metadata._retry import MetadataRetryPolicy
 from streamhouse_beam.metadata._sql import resolve_overlaps
 from streamhouse_beam.metadata.base import MetadataStore
 
-__all__ = ["SCHEMES", "MetadataRetryPolicy", "MetadataStore", "open_metadata", "resolve_overlaps"]
+__all__ = ["SCHEMES", "MetadataStore", "open_metadata", "resolve_overlaps"]
 
 #: URL schemes :func:`open_metadata` understands.
 SCHEMES = ("sqlite", "postgresql", "postgres")
@@ -78,7 +78,7 @@ def open_metadata(
             f"metadata options {unknown} are not understood by {family} stores "
             f"(accepted: {sorted(allowed)})"
         )
-    retry = MetadataRetryPolicy.from_options(options)
+    retry = RetryPolicy.from_options(options, METADATA_RETRY)
     backend = {k: v for k, v in options.items() if k not in _RETRY_OPTIONS}
     if family == "sqlite":
         from streamhouse_beam.metadata.sqlite import SqliteMetadataStore

@@ -7,7 +7,7 @@ only text that is interpolated is column names chosen from the introspected sche
 
 A backend supplies four primitives: run one read query (one attempt), run a list of writes in
 one transaction (one attempt), list the store's tables and columns, and drop its connections.
-Each primitive raises :class:`~streamhouse_beam.metadata._retry.TransientMetadataFailure` for
+Each primitive raises :class:`~streamhouse_beam._retry.RetryableFailure` for
 failures worth retrying and a project error for everything else; this module wraps them in the
 bounded retry loop.
 """
@@ -23,16 +23,17 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from streamhouse_beam._retry import (
+    RetryableFailure,
+    RetryPolicy,
+    call_with_retry,
+    metadata_give_up,
+)
 from streamhouse_beam.errors import (
     InconsistentMetadataError,
     NotAStreamHouseStoreError,
     OrganizationError,
     TopicNotFoundError,
-)
-from streamhouse_beam.metadata._retry import (
-    MetadataRetryPolicy,
-    TransientMetadataFailure,
-    call_with_retry,
 )
 from streamhouse_beam.metadata.base import MetadataStore
 from streamhouse_beam.records import PartitionInfo, SegmentInfo, TopicInfo, TopicPartition
@@ -42,7 +43,7 @@ __all__ = ["REQUIRED_COLUMNS", "SqlMetadataStore", "resolve_overlaps"]
 Row = Sequence[Any]
 Statement = tuple[str, Sequence[Any]]
 
-#: Tables and columns a reader cannot do without (spec §3.2); checked on first use.
+#: Tables and columns a reader cannot do without in StreamHouse's schema; checked on first use.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "organizations": ("id",),
     "topics": ("organization_id", "name", "partition_count"),
@@ -150,7 +151,8 @@ def _add(covered: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, in
 
 
 def _priority(seg: SegmentInfo) -> tuple[int, int, str]:
-    # Newest row first (§3.5); among rows registered in the same millisecond the wider one
+    # Newest row first (a later row for the same offsets, e.g. a compacted one, replaces the
+    # earlier one); among rows registered in the same millisecond the wider one
     # (a compacted row spans what it replaced), then the id, so the outcome is deterministic.
     return (-seg.created_at, -(seg.end_offset - seg.base_offset), seg.id)
 
@@ -206,7 +208,8 @@ class SqlMetadataStore(MetadataStore):
     :meth:`_normalize_org`, :attr:`_OFFSETS_CONFLICT_TARGET`).
     """
 
-    #: Conflict target of the consumer_offsets upsert (§3.5): differs per dialect.
+    #: Conflict target of the consumer_offsets upsert, the unique key StreamHouse's own commit
+    #: relies on: it differs per dialect.
     _OFFSETS_CONFLICT_TARGET = "(organization_id, group_id, topic, partition_id)"
 
     def __init__(
@@ -214,7 +217,7 @@ class SqlMetadataStore(MetadataStore):
         url: str,
         *,
         organization_id: str | uuid.UUID | None,
-        retry: MetadataRetryPolicy,
+        retry: RetryPolicy,
     ) -> None:
         self._raw_url = url
         self._retry = retry
@@ -296,7 +299,7 @@ class SqlMetadataStore(MetadataStore):
     def _describe(self, what: str) -> str:
         return f"{self.url}: {what}"
 
-    def _on_transient(self, failure: TransientMetadataFailure) -> None:
+    def _on_transient(self, failure: RetryableFailure) -> None:
         self.retry_count += 1
         self._drop_connections()
 
@@ -305,8 +308,8 @@ class SqlMetadataStore(MetadataStore):
             return call_with_retry(
                 lambda: self._query_once(sql, params),
                 self._retry,
-                what=self._describe(what),
-                on_retry=self._on_transient,
+                give_up=metadata_give_up(self._describe(what), self._retry),
+                on_failure=self._on_transient,
             )
 
     def _write(self, what: str, statements: Sequence[Statement]) -> None:
@@ -314,8 +317,8 @@ class SqlMetadataStore(MetadataStore):
             call_with_retry(
                 lambda: self._write_once(statements),
                 self._retry,
-                what=self._describe(what),
-                on_retry=self._on_transient,
+                give_up=metadata_give_up(self._describe(what), self._retry),
+                on_failure=self._on_transient,
             )
 
     # -- schema and organization ---------------------------------------------------------------
@@ -329,8 +332,8 @@ class SqlMetadataStore(MetadataStore):
             columns = call_with_retry(
                 self._list_columns,
                 self._retry,
-                what=self._describe("inspect the schema"),
-                on_retry=self._on_transient,
+                give_up=metadata_give_up(self._describe("inspect the schema"), self._retry),
+                on_failure=self._on_transient,
             )
             for table, needed in REQUIRED_COLUMNS.items():
                 if table not in columns:
@@ -505,7 +508,8 @@ class SqlMetadataStore(MetadataStore):
                 earliest = int(agg[1])
                 hwm = max(hwm, int(agg[2]) + 1)
                 count, size = int(agg[3]), int(agg[4] or 0)
-            # HWM writes are plain assignments (spec §9.3 item 15): never let it move backwards.
+            # StreamHouse sets the HWM by plain assignment, not max(), so a stale leader's late write
+            # can lower it: never let it move backwards for this store.
             seen = self._hwm_seen.get((topic, p), 0)
             hwm = max(hwm, seen)
             self._hwm_seen[(topic, p)] = hwm
@@ -633,7 +637,8 @@ class SqlMetadataStore(MetadataStore):
         _check_offset("timestamp", timestamp)
         max_ts = self._col("segments", "max_timestamp", "0")
         min_ts = self._col("segments", "min_timestamp", "0")
-        # max_timestamp is the *last* record's timestamp and min_timestamp the first's (§8):
+        # StreamHouse stores the *last* appended record's timestamp as max_timestamp and the
+        # first's as min_timestamp, not true extremes (producers may send any timestamp):
         # a segment is skipped only when both are known and below the target; 0 = unknown.
         rows = self._read(
             f"find timestamp {timestamp} in {topic!r} partition {partition}",
@@ -663,7 +668,7 @@ class SqlMetadataStore(MetadataStore):
     def commit_offsets(
         self, group_id: str, offsets: Mapping[TopicPartition, int], metadata: str | None = None
     ) -> None:
-        """Commit next-offsets-to-read as StreamHouse's ``commit_offset_for_org`` does (§3.5).
+        """Commit next-offsets-to-read as StreamHouse's ``commit_offset_for_org`` does.
 
         In one transaction: insert the group into ``consumer_groups`` ignoring a conflict, then
         upsert each offset into ``consumer_offsets`` (conflict target per dialect), setting
@@ -673,7 +678,7 @@ class SqlMetadataStore(MetadataStore):
         On SQLite the conflict target is StreamHouse's ``(group_id, topic, partition_id)``,
         which is not org-scoped: committing the same group/topic/partition from another
         organization overwrites that organization's row, which keeps its ``organization_id``
-        (spec §9.3 item 12). This is reproduced on purpose, since StreamHouse itself does it.
+        (the SQLite migrations never added the organization to that unique key). This is reproduced on purpose, since StreamHouse itself does it.
         """
         _check_text("group_id", group_id)
         if metadata is not None and not isinstance(metadata, str):

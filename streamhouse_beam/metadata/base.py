@@ -1,4 +1,8 @@
-"""The metadata-store interface: StreamHouse's SQL schema seen by a reader (spec §3).
+"""The metadata-store interface: StreamHouse's SQL schema seen by a reader.
+
+The tables a reader needs are ``organizations``, ``topics``, ``partitions`` (with each
+partition's high watermark), ``segments`` (one row per uploaded object: offsets, timestamps,
+bucket and key) and, to commit, ``consumer_groups`` and ``consumer_offsets``.
 
 Both backends (SQLite, PostgreSQL) implement it with the same SQL where the dialects allow.
 All methods act in one organization (:attr:`MetadataStore.organization_id`), resolved on first
@@ -60,7 +64,7 @@ class MetadataStore(abc.ABC):
     def segments(
         self, topic: str, partition: int, from_offset: int = 0, limit: int | None = None
     ) -> list[SegmentInfo]:
-        """Segments with ``end_offset >= from_offset`` in offset order, overlaps resolved (§3.5).
+        """Segments with ``end_offset >= from_offset`` in offset order, overlaps resolved.
 
         Overlapping rows are resolved so the result never covers an offset twice: the most
         recently created row wins, and a row whose range is fully covered by a chosen one is

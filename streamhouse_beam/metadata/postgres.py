@@ -1,7 +1,7 @@
 """The PostgreSQL metadata backend (psycopg 3), row-level-security aware.
 
 StreamHouse's PostgreSQL schema enables row-level security keyed on the session setting
-``app.current_organization_id`` (spec §3.2). The owning role bypasses it; any other role sees
+``app.current_organization_id``, without forcing it on the table owner. The owning role bypasses it; any other role sees
 only the rows of the organization the session names. So every connection this backend opens
 runs ``SELECT set_config('app.current_organization_id', <org>, false)`` as soon as the
 organization is known (given, or resolved as the only visible one), and again if it changes.
@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from streamhouse_beam._retry import METADATA_RETRY, RetryableFailure, RetryPolicy
 from streamhouse_beam.errors import (
     MetadataError,
     MetadataUnavailableError,
@@ -27,7 +28,6 @@ from streamhouse_beam.errors import (
     OrganizationError,
     TopicNotFoundError,
 )
-from streamhouse_beam.metadata._retry import MetadataRetryPolicy, TransientMetadataFailure
 from streamhouse_beam.metadata._sql import REQUIRED_COLUMNS, Row, SqlMetadataStore, Statement
 
 __all__ = ["PostgresMetadataStore"]
@@ -83,7 +83,7 @@ class PostgresMetadataStore(SqlMetadataStore):
         url: str,
         *,
         organization_id: str | uuid.UUID | None = None,
-        retry: MetadataRetryPolicy | None = None,
+        retry: RetryPolicy | None = None,
         connect_timeout: float = 10.0,
         statement_timeout: float | None = 30.0,
     ) -> None:
@@ -105,7 +105,7 @@ class PostgresMetadataStore(SqlMetadataStore):
         )
         self._conn: Any = None
         self._conn_org: str | None = None
-        super().__init__(url, organization_id=organization_id, retry=retry or MetadataRetryPolicy())
+        super().__init__(url, organization_id=organization_id, retry=retry or METADATA_RETRY)
 
     _TRANSIENT_STATE = (*SqlMetadataStore._TRANSIENT_STATE, "_conn", "_conn_org")
 
@@ -203,7 +203,7 @@ class PostgresMetadataStore(SqlMetadataStore):
                 "StreamHouse tables (and INSERT/UPDATE on consumer_groups/consumer_offsets to commit)"
             )
         if state in _TRANSIENT_SQLSTATES or state.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
-            return TransientMetadataFailure(f"{what}: {text}", exc)
+            return RetryableFailure(f"{what}: {text}", exc)
         if isinstance(exc, psycopg.OperationalError):
             lowered = text.lower()
             if (
@@ -212,10 +212,10 @@ class PostgresMetadataStore(SqlMetadataStore):
                 or (connecting and any(m in lowered for m in _PERMANENT_CONNECT_MARKERS))
             ):
                 return MetadataUnavailableError(f"{self.url}: cannot {what}: {text}")
-            return TransientMetadataFailure(f"{what}: {text}", exc)
+            return RetryableFailure(f"{what}: {text}", exc)
         if isinstance(exc, psycopg.InterfaceError):
             # e.g. "the connection is closed": a fresh connection may succeed.
-            return TransientMetadataFailure(f"{what}: {text}", exc)
+            return RetryableFailure(f"{what}: {text}", exc)
         return MetadataError(f"{self.url}: cannot {what}: {type(exc).__name__}: {text}")
 
     # -- primitives ----------------------------------------------------------------------------

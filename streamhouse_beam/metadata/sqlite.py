@@ -21,13 +21,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from streamhouse_beam._retry import METADATA_RETRY, RetryableFailure, RetryPolicy
 from streamhouse_beam.errors import (
     InconsistentMetadataError,
     MetadataError,
     MetadataUnavailableError,
     NotAStreamHouseStoreError,
 )
-from streamhouse_beam.metadata._retry import MetadataRetryPolicy, TransientMetadataFailure
 from streamhouse_beam.metadata._sql import REQUIRED_COLUMNS, Row, SqlMetadataStore, Statement
 
 __all__ = ["SqliteMetadataStore", "absolute_sqlite_url", "sqlite_path_from_url"]
@@ -100,7 +100,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         url: str,
         *,
         organization_id: str | uuid.UUID | None = None,
-        retry: MetadataRetryPolicy | None = None,
+        retry: RetryPolicy | None = None,
         busy_timeout: float = 1.0,
         create: bool = False,
     ) -> None:
@@ -112,7 +112,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         self._create = create
         self._ro: sqlite3.Connection | None = None
         self._rw: sqlite3.Connection | None = None
-        super().__init__(url, organization_id=organization_id, retry=retry or MetadataRetryPolicy())
+        super().__init__(url, organization_id=organization_id, retry=retry or METADATA_RETRY)
 
     @property
     def path(self) -> str:
@@ -182,7 +182,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         text = str(exc)
         lowered = text.lower()
         if isinstance(exc, sqlite3.OperationalError) and ("locked" in lowered or "busy" in lowered):
-            return TransientMetadataFailure(f"{what}: {text}", exc)
+            return RetryableFailure(f"{what}: {text}", exc)
         if "no such table" in lowered or "no such column" in lowered:
             return NotAStreamHouseStoreError(
                 f"{self.url} is not a StreamHouse metadata store ({what}: {text})"

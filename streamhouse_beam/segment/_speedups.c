@@ -371,7 +371,7 @@ walk_next(BlockWalk *w, RawRecord *rec)
         return -1;
     }
     if (w->first && w->legacy && rec->offset_delta) {
-        /* §1.9: a legacy block's non-zero first delta counts from the previous block's
+        /* Segments written before 2026-02-06: a legacy block's non-zero first delta counts from the previous block's
          * last offset, i.e. first_offset - 1. */
         w->offset = w->offset - 1 + rec->offset_delta;
     }

@@ -15,7 +15,7 @@ Contract of ``decode_records(data, first_offset, first_timestamp, legacy, key, p
   wrapping u64 arithmetic (``(x + delta) mod 2**64``).
 - ``legacy``: true for blocks ``i >= 1``. Then the *first* record's offset is
   ``first_offset`` when its offset delta is 0, else ``(first_offset - 1 + delta) mod 2**64``
-  (the pre-2026-02-06 rule of spec §1.9; identical to the current rule for current files).
+  (the rule of StreamHouse's writer before 2026-02-06; identical to the current rule for current files).
   Its timestamp is always ``first_timestamp + delta``. Later records are unaffected.
 - Returns ``list[tuple[int, int, bytes | None, bytes]]``: ``(offset, timestamp, key, value)``
   per record in block order; ``key`` is ``None`` when ``key_len == 0``; ``key`` and ``value``
@@ -196,7 +196,7 @@ def decode_records_py(
         data: the decompressed block.
         first_offset: the block's index-entry offset.
         first_timestamp: the block's index-entry timestamp.
-        legacy: apply the §1.9 rule to the first record (blocks ``i >= 1``).
+        legacy: apply the pre-2026-02-06 first-record rule (blocks ``i >= 1``).
         key: object key, for errors only.
         position: file position of the block, for errors only.
 
@@ -222,7 +222,7 @@ def decode_records_py(
     try:
         # The first record goes through the general path: it carries the legacy rule.
         od, td, k, v, pos = _decode_record_slow(d, 0)
-        # Legacy rule (§1.9): a non-zero first delta counts from the previous block's last offset.
+        # Legacy rule (writers before 2026-02-06): a non-zero first delta counts from the previous block's last offset.
         off = (off - 1 + od) & mask if legacy and od else (off + od) & mask
         ts = (ts + td) & mask
         append((off, ts, k, v))

@@ -12,7 +12,7 @@ Two ways in:
   :attr:`SegmentReader.crc_verified` is ``False``.
 
 Validation follows StreamHouse's reader order (length, header magic, version, compression id,
-CRC, footer magic, index) and adds the checks spec §1.7 recommends: ``index_position`` range,
+CRC, footer magic, index) and adds checks of its own: ``index_position`` range,
 the index exactly filling its area, ``block_count`` equal to the entry count, block positions
 strictly ascending from 64, index offsets strictly ascending, header ``base_offset`` equal to
 the first entry, ``end_offset`` not below the last entry, and per decoded block that the

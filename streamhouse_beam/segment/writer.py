@@ -9,7 +9,8 @@ Block cutting follows StreamHouse: *before* appending a record, if the uncompres
 buffer already holds ``>= block_size_target`` bytes, the block is closed. Every block's first
 record has deltas 0 and its absolute offset/timestamp in the index entry. With
 ``legacy_block_boundaries=True`` the writer reproduces the pre-2026-02-06 layout instead
-(spec §1.9) so readers can be tested against it.
+(where a block after the first may start with a non-zero offset delta, counted from the
+previous block's last offset) so readers can be tested against it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ recorded (a replica, a renamed bucket); only a bucket-less URL reads each row's 
 
 Backends are imported lazily, so boto3 and google-cloud-storage are only needed when used
 (a store built without its SDK raises :class:`~streamhouse_beam.errors.MissingExtraError`).
-Every backend percent-encodes keys exactly as StreamHouse does (:func:`encode_key`, §2.6).
+Every backend percent-encodes keys exactly as StreamHouse does (:func:`encode_key`: split on ``/``, empty parts dropped, each part percent-encoded).
 """
 
 from __future__ import annotations

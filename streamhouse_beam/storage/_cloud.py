@@ -2,7 +2,7 @@
 
 :class:`CloudStore` holds the URL's default bucket, the retry budget with its per-instance
 counter, and the parts of every call that do not depend on the SDK: choosing the bucket (the
-URL's, else the segment row's: see :meth:`CloudStore._target`) and encoding the key (§2.6), checking range
+URL's, else the segment row's: see :meth:`CloudStore._target`) and percent-encoding the key as StreamHouse does, checking range
 arguments, answering zero-length reads with a size check, keeping the right bytes when a
 server ignores a Range header, treating a delete of a missing object as done, and running
 each call under the retry budget with its SDK errors mapped (:meth:`CloudStore._call`). A
@@ -18,6 +18,13 @@ import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from streamhouse_beam._retry import (
+    STORAGE_RETRY,
+    RetryCounter,
+    RetryPolicy,
+    call_with_retry,
+    storage_give_up,
+)
 from streamhouse_beam.errors import (
     MissingExtraError,
     ObjectNotFoundError,
@@ -25,7 +32,6 @@ from streamhouse_beam.errors import (
     StorageRootNotFoundError,
     UnsafeKeyError,
 )
-from streamhouse_beam.storage._retry import RetryCounter, RetryPolicy, call_with_retry
 from streamhouse_beam.storage.base import ObjectStore
 from streamhouse_beam.storage.keys import encode_key
 
@@ -87,7 +93,7 @@ class CloudStore(ObjectStore):
             )
             if value is not None
         }
-        self.retry_policy = RetryPolicy.from_options(retry_options)
+        self.retry_policy = RetryPolicy.from_options(retry_options, STORAGE_RETRY)
         self._retries = RetryCounter()
 
     @property
@@ -149,8 +155,8 @@ class CloudStore(ObjectStore):
         """The bucket to call and the encoded object name.
 
         The URL's bucket when it names one, so ``s3://replica`` reads the replica (or a renamed
-        bucket) whatever the rows recorded; the row's bucket only for a bucket-less URL. Spec
-        §2.1: StreamHouse's own readers ignore the row's bucket too.
+        bucket) whatever the rows recorded; the row's bucket only for a bucket-less URL. StreamHouse's
+        own readers ignore the row's bucket too: they read the bucket they are configured with.
         """
         target = self._bucket_for(bucket)
         if not target:
@@ -202,9 +208,7 @@ class CloudStore(ObjectStore):
         return call_with_retry(
             one_attempt,
             self.retry_policy,
-            what=what,
-            key=key,
-            bucket=target,
+            give_up=storage_give_up(what, key=key, bucket=target),
             counter=self._retries,
         )
 

@@ -2,7 +2,7 @@
 
 Keys given to a store are the raw ``segments.s3_key`` strings from the metadata store; each
 backend turns them into real object names with :func:`streamhouse_beam.storage.keys.encode_key`
-(StreamHouse's object_store percent-encoding, spec §2.6) itself, so callers never encode.
+(the per-part percent-encoding StreamHouse's object_store layer applies) itself, so callers never encode.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``gs://bucket``: segments in Google Cloud Storage, via google-cloud-storage.
 
-StreamHouse reaches GCS through object_store as well, so object names are the §2.6-encoded
-keys. The URL's bucket is read whatever the segment rows say; only a bucket-less ``gs://``
-reads each row's bucket (§2.1).
+StreamHouse reaches GCS through object_store as well, so object names are the keys percent-encoded
+as :mod:`streamhouse_beam.storage.keys` does. The URL's bucket is read whatever the segment
+rows say (StreamHouse's own readers ignore the rows' bucket too); only a bucket-less ``gs://``
+reads each row's bucket.
 Credentials come from Application Default Credentials; with ``STORAGE_EMULATOR_HOST`` set
 (gcp-storage-emulator, fake-gcs-server) the client talks to the emulator anonymously.
 
@@ -18,9 +19,9 @@ import http.client
 import threading
 from typing import Any
 
+from streamhouse_beam._retry import RetryableFailure
 from streamhouse_beam.errors import ObjectNotFoundError, StorageError, StoragePermissionError
 from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
-from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["GCS_OPTIONS", "GcsStore", "map_google_error"]
 

@@ -1,4 +1,4 @@
-"""From a ``segments.s3_key`` string to the object name StreamHouse really wrote (spec §2.6).
+"""From a ``segments.s3_key`` string to the object name StreamHouse really wrote.
 
 StreamHouse passes every key through ``object_store::path::Path::from(&str)`` (object_store
 0.11), which splits on ``/``, drops empty parts and percent-encodes each part. The metadata

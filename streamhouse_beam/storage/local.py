@@ -1,7 +1,8 @@
 """``file:///dir``: segments in a local directory, as StreamHouse's local-storage mode keeps them.
 
 With ``USE_LOCAL_STORAGE`` StreamHouse uses object_store's ``LocalFileSystem`` rooted at a
-directory (spec §2.1): each key goes through ``Path::from`` (§2.6) and every encoded part
+directory: each key goes through object_store's ``Path::from`` (split on ``/``, each part
+percent-encoded, see :mod:`streamhouse_beam.storage.keys`) and every encoded part
 becomes one path component, so ``org-1/data/événements/0/x.seg`` is the file
 ``dir/org-1/data/%C3%A9v%C3%A9nements/0/x.seg``. The segment row's bucket is ignored.
 
@@ -96,7 +97,7 @@ class LocalFileStore(ObjectStore):
     # ----------------------------------------------------------------------------------------
 
     def path_for(self, key: str) -> pathlib.Path:
-        """Return the file that holds ``key`` (after §2.6 encoding), checked to stay under the root.
+        """Return the file that holds ``key`` (after percent-encoding), checked to stay under the root.
 
         Raises:
             UnsafeKeyError: the key is empty, or its path (after following symlinks) leaves the root.

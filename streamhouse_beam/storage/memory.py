@@ -5,7 +5,7 @@ Beam pickles and unpickles inside the same process (FnApiRunner, DirectRunner) s
 same objects. ``memory://name`` reads and writes the bucket ``name`` whatever a per-call
 ``bucket`` (a segment row's ``s3_bucket``) says; ``memory://`` uses the per-call bucket, else
 ``"default"``: the same rule as ``s3://``. Objects are
-stored under their §2.6-encoded names. Nothing is shared across processes.
+stored under their percent-encoded names (:func:`~streamhouse_beam.storage.keys.encode_key`). Nothing is shared across processes.
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 The bucket of each call is the URL's bucket; only a bucket-less ``s3://`` reads the segment
 row's ``s3_bucket`` (so ``s3://replica`` reads a replica or a renamed bucket whatever the rows
-recorded; spec §2.1: StreamHouse's own readers ignore the row's bucket too). Endpoint, region and credentials follow the standard AWS settings
+recorded; StreamHouse's own readers ignore the row's bucket too). Endpoint, region and credentials follow the standard AWS settings
 (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
 profiles, instance roles, ...), so MinIO or moto work by environment alone. StreamHouse's
 own ``S3_ENDPOINT`` variable is used as the endpoint when no AWS endpoint setting is present.
 
-Keys are percent-encoded as StreamHouse's object_store layer does (§2.6) before any request.
+Keys are percent-encoded as StreamHouse's object_store layer does (per ``/``-separated part) before any request.
 Throttling, 5xx answers, timeouts, resets and truncated bodies are retried with exponential
 backoff and jitter under this store's own budget; botocore's retries are off by default, so
 that budget is the one bound on how long a call can take (see :data:`_BOTO_MAX_ATTEMPTS`).
@@ -20,6 +20,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from streamhouse_beam._retry import RetryableFailure
 from streamhouse_beam.errors import (
     ObjectNotFoundError,
     StorageError,
@@ -27,7 +28,6 @@ from streamhouse_beam.errors import (
     StorageRootNotFoundError,
 )
 from streamhouse_beam.storage._cloud import RETRY_OPTIONS, CloudStore, InvalidRange, import_sdk
-from streamhouse_beam.storage._retry import RetryableFailure
 
 __all__ = ["S3_OPTIONS", "S3Store", "map_client_error"]
 

@@ -4,7 +4,7 @@
 
 * **transient faults** (``"500"``, ``"503"``, ``"reset"``, ``"timeout"``) fail one attempt of
   a read; the wrapper retries them exactly as the S3 and GCS backends do
-  (:func:`streamhouse_beam.storage._retry.call_with_retry`, exponential backoff), counts each
+  (:func:`streamhouse_beam._retry.call_with_retry`, exponential backoff), counts each
   retry in :attr:`FaultyStore.retry_count` / :meth:`FaultyStore.stats`, and raises
   :class:`~streamhouse_beam.errors.TransientStorageError` once the budget is spent;
 * **silent data faults** (``"truncate"``, ``"corrupt"``) return an answer that looks
@@ -31,11 +31,12 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from streamhouse_beam.storage._retry import (
+from streamhouse_beam._retry import (
     RetryableFailure,
     RetryCounter,
     RetryPolicy,
     call_with_retry,
+    storage_give_up,
 )
 from streamhouse_beam.storage.base import ObjectStore
 from streamhouse_beam.testing._shared import WrappedStore, check_faults
@@ -228,9 +229,7 @@ class FaultyStore(WrappedStore):
         data = call_with_retry(
             attempt,
             self.retry_policy,
-            what=f"{op} through FaultyStore",
-            key=key,
-            bucket=bucket,
+            give_up=storage_give_up(f"{op} through FaultyStore", key=key, bucket=bucket),
             counter=plan.retries,
         )
         with plan.lock:
@@ -251,9 +250,7 @@ class FaultyStore(WrappedStore):
         return call_with_retry(
             attempt,
             self.retry_policy,
-            what="size through FaultyStore",
-            key=key,
-            bucket=bucket,
+            give_up=storage_give_up("size through FaultyStore", key=key, bucket=bucket),
             counter=self._plan.retries,
         )
 

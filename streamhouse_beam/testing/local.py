@@ -4,9 +4,10 @@ It creates the metadata schema (SQLite file or a PostgreSQL database), organizat
 and partitions, and appends records the way StreamHouse's ``PartitionWriter`` does: offsets
 are assigned consecutively from the partition's high watermark, records are buffered, and each
 roll writes one segment with :class:`~streamhouse_beam.segment.writer.SegmentWriter`, uploads
-it under ``{org-{id}/data | data}/{topic}/{p}/{base:020}.seg`` (spec §2.2) and then, in ONE
+it under ``{org-{id}/data | data}/{topic}/{p}/{base:020}.seg`` (the key layout StreamHouse's flush
+writes: organization prefix, topic, partition, base offset zero-padded to 20 digits) and then, in ONE
 transaction, inserts the ``segments`` row (id ``"{topic}-{p}-{base}"``, ``created_at`` now,
-min/max timestamp = first/last record's) and sets ``high_watermark = end_offset + 1`` (§3.3).
+min/max timestamp = first/last record's) and sets ``high_watermark = end_offset + 1`` (the next offset to be written).
 The object exists before its row, as in StreamHouse.
 
 Example::
@@ -243,8 +244,8 @@ class LocalStreamHouse:
     def delete_topic(self, topic: str, *, delete_objects: bool = True) -> None:
         """Delete a topic as StreamHouse's REST handler does: its objects, then its row.
 
-        Partitions cascade. On SQLite the segment rows stay behind (no foreign key to
-        partitions, spec §9.3 item 13), so a re-created topic of the same name sees them;
+        Partitions cascade. On SQLite the segment rows stay behind (StreamHouse's
+        SQLite schema has no foreign key from segments to partitions), so a re-created topic of the same name sees them;
         on PostgreSQL they cascade away.
         """
         self._partition_count(topic)  # ValueError when missing
@@ -303,7 +304,7 @@ class LocalStreamHouse:
     # ------------------------------------------------------------------------------ appending
 
     def segment_key(self, topic: str, partition: int, base_offset: int) -> str:
-        """The object key StreamHouse's flush uses for a segment (§2.2)."""
+        """The object key StreamHouse's flush uses for a segment: ``{org-{id}/data | data}/{topic}/{p}/{base:020}.seg``."""
         if self.legacy_data_prefix or not self.org_prefix or self.organization_id == "":
             prefix = "data"
         else:

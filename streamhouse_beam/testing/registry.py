@@ -1,4 +1,4 @@
-"""A StreamHouse schema registry on 127.0.0.1 for tests and examples (spec §7.2).
+"""A StreamHouse schema registry on 127.0.0.1 for tests and examples.
 
 It serves ``GET /schemas/schemas/ids/{id}`` as StreamHouse's unified server mounts it, with the
 same JSON shape (``subject``, ``version``, ``id``, ``schema``, ``schemaType``, ``references``)

@@ -1,4 +1,4 @@
-"""DDL of StreamHouse's metadata store, for building test and demo databases (spec §3.2).
+"""DDL of StreamHouse's metadata store, for building test and demo databases.
 
 ``SQLITE_SCHEMA`` is the *effective* SQLite shape after StreamHouse's migrations 001-018
 (including two quirks a reader must live with: the SQLite-only

@@ -1,7 +1,7 @@
 """The ``streamhouse-beam`` command: ``inspect``, ``topics`` and ``read``.
 
-Each subcommand lives in its own ``_cli_<name>.py`` module exposing ``register(subparsers)``;
-this module only dispatches. A failure is printed as one line on stderr with exit status 1 —
+Each subcommand lives in its own module of this package (``read``, ``topics``, ``inspect``)
+exposing ``register(subparsers)``; this module only dispatches. A failure is printed as one line on stderr with exit status 1 —
 never a traceback — because the message already says what and where; ``--verbose`` adds the
 traceback and the log lines of the libraries underneath (Beam's among them), which are
 otherwise kept off the terminal. The package's own warnings (a lost range, a start past the
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     for name in _SUBCOMMANDS:
-        module = importlib.import_module(f"streamhouse_beam._cli_{name}")
+        module = importlib.import_module(f"streamhouse_beam.cli.{name}")
         module.register(sub)
         sub.choices[name].add_argument(
             "-v",
@@ -171,7 +171,3 @@ def _one_line(exc: BaseException, verbose: bool) -> str:
     first = text.splitlines()[0] if text else ""
     hint = "" if verbose else " (--verbose shows the traceback)"
     return f"{type(exc).__name__}: {first}{hint}"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -10,7 +10,7 @@ bytes. Human-readable table by default; with ``--json`` exactly one JSON documen
                                  "segments", "bytes"}, ...]}, ...]}
 
 Everything is read before anything is printed, so a failure prints nothing on stdout; the
-dispatcher in ``cli.py`` turns the error into one stderr line and exit status 1. The URL is
+dispatcher in ``streamhouse_beam.cli`` turns the error into one stderr line and exit status 1. The URL is
 never printed with its password.
 """
 

@@ -9,7 +9,7 @@ Human-readable by default (header, index, record count, first and last records);
      "records": [{"offset", "timestamp", "key": base64 | null, "value": base64}, ...]}
 
 Everything is decoded before anything is printed, so a corrupt file prints nothing on stdout;
-the dispatcher in ``cli.py`` turns the error into one stderr line and exit status 1.
+the dispatcher in ``streamhouse_beam.cli`` turns the error into one stderr line and exit status 1.
 """
 
 from __future__ import annotations

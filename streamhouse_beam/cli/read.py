@@ -436,7 +436,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             "until interrupted",
             file=sys.stderr,
         )
-    from streamhouse_beam.beam.jsonl import AppendJsonLines, Progress
+    from streamhouse_beam.cli.jsonl import AppendJsonLines, Progress
 
     fmt = args.format
     lines = pipeline | "Read" >> read | "ToJson" >> beam.Map(to_json_line, fmt)

@@ -1,0 +1,128 @@
+"""The public names are a deliberate list: changing the face means changing this test.
+
+``streamhouse_beam`` is what pipeline authors import; ``streamhouse_beam.beam`` is its Beam
+half, re-exported there. Everything else is internal.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import types
+
+import pytest
+
+import streamhouse_beam
+import streamhouse_beam.beam
+from streamhouse_beam import errors
+
+BEAM_NAMES = [
+    "DeadLetterRecord",
+    "EventTimePolicy",
+    "PartitionDescriptor",
+    "ReadAllFromStreamHouse",
+    "ReadFromStreamHouse",
+    "StreamHouseRow",
+    "StreamHouseTextRow",
+]
+
+PUBLIC_NAMES = sorted(
+    [
+        *BEAM_NAMES,
+        "AvroDecoder",
+        "CorruptSegmentError",
+        "DataLossError",
+        "DecodeError",
+        "EventTimeError",
+        "MetadataError",
+        "MetadataUnavailableError",
+        "MissingExtraError",
+        "NoCommittedOffsetError",
+        "NotAStreamHouseStoreError",
+        "ObjectNotFoundError",
+        "OrganizationError",
+        "SchemaRegistryError",
+        "SchemaRegistryDecoder",
+        "SegmentError",
+        "StartPosition",
+        "StopPosition",
+        "StorageError",
+        "StoragePermissionError",
+        "StorageRootNotFoundError",
+        "StreamHouseError",
+        "StreamHouseRecord",
+        "TopicNotFoundError",
+        "TopicPartition",
+        "TransientStorageError",
+        "UnsupportedOnRunnerError",
+        "ValueDecoder",
+        "__version__",
+    ]
+)
+
+
+def test_the_package_exports_exactly_the_curated_names() -> None:
+    assert sorted(streamhouse_beam.__all__) == PUBLIC_NAMES
+    assert len(set(streamhouse_beam.__all__)) == len(streamhouse_beam.__all__)
+
+
+def test_the_beam_package_exports_exactly_its_half_of_the_face() -> None:
+    assert sorted(streamhouse_beam.beam.__all__) == BEAM_NAMES
+    for name in BEAM_NAMES:
+        assert getattr(streamhouse_beam, name) is getattr(streamhouse_beam.beam, name)
+
+
+def test_every_public_name_resolves_and_a_star_import_gives_exactly_them() -> None:
+    namespace: dict[str, object] = {}
+    exec("from streamhouse_beam import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == PUBLIC_NAMES
+    assert "StreamHouseTextRow" in dir(streamhouse_beam)
+
+
+def test_no_other_public_name_sits_in_the_package_namespace() -> None:
+    # A star import (the way redact and the metadata rows once leaked in) would show here.
+    # Submodules and the __future__ feature are attributes of any package that has them.
+    stray = {
+        name
+        for name, value in vars(streamhouse_beam).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and name != "annotations"
+    } - set(PUBLIC_NAMES)
+    assert stray == set()
+    assert not hasattr(streamhouse_beam, "redact")
+    assert not hasattr(streamhouse_beam, "SegmentInfo")
+
+
+def test_every_public_error_is_part_of_the_tree() -> None:
+    for name in PUBLIC_NAMES:
+        value = getattr(streamhouse_beam, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, streamhouse_beam.StreamHouseError)
+            assert name in errors.__all__
+
+
+def test_version_is_the_installed_distribution_s() -> None:
+    try:
+        installed = importlib.metadata.version("streamhouse-beam")
+    except importlib.metadata.PackageNotFoundError:
+        installed = "0+unknown"
+    assert streamhouse_beam.__version__ == installed
+
+
+def test_version_says_unknown_when_the_package_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert streamhouse_beam._installed_version() == "0+unknown"
+
+
+def test_importing_the_package_does_not_import_apache_beam() -> None:
+    # The CLI's topics and inspect commands and Beam-free users pay nothing for Beam.
+    code = "import sys, streamhouse_beam; print('apache_beam' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
