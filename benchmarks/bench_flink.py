@@ -35,13 +35,11 @@ import collections
 import contextlib
 import os
 import pathlib
-import signal
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,7 +50,7 @@ import common
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.core import RestrictionProvider
-from runner_services import FlinkJobServerService, PrismService
+from runner_services import FlinkJobServerService, PrismService, run_main
 
 from streamhouse_beam import ReadFromStreamHouse, StopPosition
 from streamhouse_beam.beam.transforms import DEFAULT_MAX_POLL_RECORDS
@@ -645,15 +643,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    # So `kill PID` leaves through the with-blocks that stop the job services.
-    raise SystemExit(128 + signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        sys.exit(main())
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run_main(main)

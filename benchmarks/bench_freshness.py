@@ -31,12 +31,10 @@ import argparse
 import os
 import pathlib
 import random
-import signal
 import statistics
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,7 +43,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import apache_beam as beam
 import common
 from apache_beam.options.pipeline_options import PipelineOptions
-from runner_services import FlinkJobServerService, PrismService
+from runner_services import FlinkJobServerService, PrismService, run_main
 
 from streamhouse_beam import ReadFromStreamHouse
 from streamhouse_beam.testing.local import LocalStreamHouse
@@ -434,15 +432,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    # So `kill PID` leaves through the with-blocks that stop the job services.
-    raise SystemExit(128 + signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        sys.exit(main())
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run_main(main)

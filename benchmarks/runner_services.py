@@ -15,8 +15,12 @@ harness is either this process (``LOOPBACK``) or the Python worker processes of 
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from streamhouse_beam.testing import runners
 from streamhouse_beam.testing.servers import _GrpcChildServer
@@ -95,3 +99,18 @@ class PrismService(_TimedService):
         if streaming:
             args.append("--streaming")
         return args
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # So `kill PID` leaves through the with-blocks that stop the job services.
+    raise SystemExit(128 + signum)
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run a benchmark's ``main()`` as a script: SIGTERM stops its services, errors exit 1."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        sys.exit(main())
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
