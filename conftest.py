@@ -14,17 +14,21 @@ from hypothesis import settings
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
 # ------------------------------------------------------------------ hypothesis budgets
 #
-# ``make test`` runs every property test with the example count written at its @settings;
-# ``make test-fast`` passes ``--hypothesis-profile=fast`` and each runs a tenth of that (at
-# least FAST_MIN_EXAMPLES). The count is chosen through :func:`examples` because an explicit
+# ``make test`` runs every property test with the example count written at its @settings
+# (profile "full", loaded here); ``make test-fast`` passes ``--hypothesis-profile=fast``, which
+# the hypothesis plugin loads after this file, and each runs a tenth of that (at least
+# FAST_MIN_EXAMPLES). The count is chosen through :func:`examples` because an explicit
 # ``max_examples`` in @settings wins over any profile. Neither profile has a wall-clock
 # deadline: on two shared cores a slow example says nothing about the code.
 
+FULL_PROFILE = "full"
 FAST_PROFILE = "fast"
 FAST_DIVISOR = 10
 FAST_MIN_EXAMPLES = 10
 
+settings.register_profile(FULL_PROFILE, deadline=None)
 settings.register_profile(FAST_PROFILE, deadline=None)
+settings.load_profile(FULL_PROFILE)
 
 
 def examples(full: int) -> int:

@@ -47,7 +47,7 @@ def _build(
 ) -> dict[str, pathlib.Path]:
     """Build the sdist, then the wheel from it, from a copy of the source tree."""
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "setup.py"):
+    for name in ("pyproject.toml", "README.md", "setup.py", "LICENSE"):
         shutil.copy2(REPO_ROOT / name, src / name)
     shutil.copytree(
         REPO_ROOT / "streamhouse_beam",
@@ -126,7 +126,7 @@ def test_sdist_contains_every_module_and_data_file(dists: dict[str, pathlib.Path
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     missing = _package_files() - names
     assert not missing, f"missing from the sdist: {sorted(missing)}"
-    assert {"pyproject.toml", "README.md"} <= names
+    assert {"pyproject.toml", "README.md", "LICENSE"} <= names
 
 
 def test_wheel_contains_every_module_and_declares_the_cli(dists: dict[str, pathlib.Path]) -> None:
@@ -140,6 +140,9 @@ def test_wheel_contains_every_module_and_declares_the_cli(dists: dict[str, pathl
     assert "streamhouse-beam = streamhouse_beam.cli:main" in entry_points
     requires = metadata.get_all("Requires-Dist") or []
     assert any(r.startswith("apache-beam") for r in requires), requires
+    # The license travels with the wheel: its expression in the metadata, its text beside it.
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert f"{info_dir}/licenses/LICENSE" in names
     # The wheel ships the package only, never the repository's test suites.
     assert not any(name.startswith(("tests/", "integration/")) for name in names)
 
