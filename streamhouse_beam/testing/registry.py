@@ -90,7 +90,10 @@ class SchemaRegistryServer:
         if self._server is None:
             self._server = _Server(("127.0.0.1", 0), _Handler)
             self._server.registry = self
-            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+            # A short poll interval: stop() waits for the serving loop to notice the shutdown.
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
             self._thread.start()
         return self
 
