@@ -42,14 +42,16 @@ bench: venv
 	$(PY) benchmarks/run_all.py
 
 # Throughput on Flink and Prism with long-lived job services (5M records; LOOPBACK, then SDK
-# worker processes and a session cluster), and tailing freshness on both (about 45 minutes on
-# 2 cores); reports in benchmarks/results/. Smoke runs: each script's --quick (under a minute).
+# worker processes and a session cluster), tailing freshness on both (Flink with and without
+# checkpoints), and a checkpointed streaming read's catch-up and idle cost on Flink (about an
+# hour on 2 cores); reports in benchmarks/results/. Smoke runs: each script's --quick.
 BENCH_RUNNERS_ARGS ?=
 bench-runners: venv runners
 	$(PY) benchmarks/bench_flink.py --runners flink,prism --profile --name flink-loopback $(BENCH_RUNNERS_ARGS)
 	$(PY) benchmarks/bench_flink.py --runners flink,cluster --environment external \
 		--cases "records,batches,avro,trivial,batches mpr=50000" --name flink-external $(BENCH_RUNNERS_ARGS)
-	$(PY) benchmarks/bench_freshness.py $(BENCH_RUNNERS_ARGS)
+	$(PY) benchmarks/bench_freshness.py --flink-checkpointing-ms 1000 $(BENCH_RUNNERS_ARGS)
+	$(PY) benchmarks/bench_flink_streaming.py $(BENCH_RUNNERS_ARGS)
 
 # A tailing read on Flink for SOAK_MINUTES (8 partitions, a trickle of appends): the latest
 # checkpoint must keep its size, the output and the commits must be exact (docs/flink.md).

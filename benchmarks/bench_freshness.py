@@ -21,8 +21,13 @@ record of that segment reaching a downstream DoFn. For each runner:
 Both clocks are this machine's wall clock. The report gives p50, p90, p99 and max per runner,
 compares them with the issue's figures and limits, and plots the distributions.
 
+On Flink, ``--flink-checkpointing-ms`` adds the production shape (checkpoints, bundles finished
+before them, Flink's default bundle time), ``--flink-max-bundle-time-ms`` the same with another
+``--max_bundle_time_mills``, and ``--flink-baseline-jar`` runs those checkpointed jobs again on
+another job server launcher (e.g. one built without a runner patch), in the same run.
+
 Usage: ``python benchmarks/bench_freshness.py [--runners prism,flink] [--segments 120]
-[--quick] [--out DIR]``
+[--flink-checkpointing-ms 1000] [--flink-baseline-jar JAR] [--quick] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -333,9 +338,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--flink-max-bundle-time-ms",
         type=int,
-        default=100,
+        default=0,
         help="with --flink-checkpointing-ms, also run the checkpointed job with "
-        "--max_bundle_time_mills at this value (the setting docs/flink.md recommends; 0: skip)",
+        "--max_bundle_time_mills at this value (0: only Flink's default, 1000 ms)",
+    )
+    parser.add_argument(
+        "--flink-baseline-jar",
+        default="",
+        help="with --flink-checkpointing-ms, also run the checkpointed jobs on this job server "
+        "launcher (e.g. a build of .ci/fetch-runners without a patch)",
+    )
+    parser.add_argument(
+        "--flink-baseline-label",
+        default="baseline job server",
+        help="what the report calls the --flink-baseline-jar job server",
     )
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="Prism only, 20 segments")
@@ -365,6 +381,16 @@ def main(argv: list[str] | None = None) -> int:
         "SDK harness": "LOOPBACK (this process)",
         "Flink": "job server with embedded cluster, parallelism 1, streaming",
     }
+    if "flink" in runners:
+        from streamhouse_beam.testing.runners import flink_job_server
+
+        server = flink_job_server()
+        settings["Flink job server"] = (
+            f"Beam {server.beam_version} on Flink {server.flink_version}, runner patches "
+            f"`{server.patches or 'none'}`"
+        )
+        if args.flink_baseline_jar:
+            settings[args.flink_baseline_label] = f"`{args.flink_baseline_jar}`"
     common_kw = {
         "partitions": args.partitions,
         "segments": segments,
@@ -383,38 +409,31 @@ def main(argv: list[str] | None = None) -> int:
                 args_ = prism.pipeline_args(streaming=True) + loopback
                 results[label] = measure(args_, label=label, **common_kw)  # type: ignore[arg-type]
         elif runner == "flink":
-            with FlinkJobServerService() as service:
-                variants = [("Flink", [])]
-                if args.flink_checkpointing_ms:
-                    ms = args.flink_checkpointing_ms
-                    variants.append(
-                        (
-                            f"Flink, checkpoints every {ms} ms",
-                            [
-                                f"--checkpointing_interval={ms}",
-                                "--finish_bundle_before_checkpointing",
-                            ],
-                        )
-                    )
-                    if args.flink_max_bundle_time_ms:
-                        bt = args.flink_max_bundle_time_ms
-                        # A residual's element reaches the SDK, and its next residual comes
-                        # back, only when the bundle finishes: Flink's default (1000 ms) adds
-                        # up to a second per poll (docs/flink.md, "Freshness").
-                        variants.append(
-                            (
-                                f"Flink, checkpoints every {ms} ms, max_bundle_time_mills {bt}",
-                                [
-                                    f"--checkpointing_interval={ms}",
-                                    "--finish_bundle_before_checkpointing",
-                                    f"--max_bundle_time_mills={bt}",
-                                ],
+            servers: list[tuple[str, str | None]] = [("Flink", None)]
+            if args.flink_checkpointing_ms and args.flink_baseline_jar:
+                servers.append((f"Flink ({args.flink_baseline_label})", args.flink_baseline_jar))
+            for name, jar in servers:
+                with FlinkJobServerService(jar=jar) as service:
+                    variants = [] if jar else [(name, [])]
+                    if args.flink_checkpointing_ms:
+                        ms = args.flink_checkpointing_ms
+                        checkpoints = [
+                            f"--checkpointing_interval={ms}",
+                            "--finish_bundle_before_checkpointing",
+                        ]
+                        variants.append((f"{name}, checkpoints every {ms} ms", checkpoints))
+                        if args.flink_max_bundle_time_ms:
+                            bt = args.flink_max_bundle_time_ms
+                            variants.append(
+                                (
+                                    f"{name}, checkpoints every {ms} ms, max_bundle_time_mills {bt}",
+                                    [*checkpoints, f"--max_bundle_time_mills={bt}"],
+                                )
                             )
-                        )
-                for label, extra in variants:
-                    startups[label] = service.startup_seconds
-                    args_ = service.pipeline_args(1, streaming=True) + loopback + extra
-                    results[label] = measure(args_, label=label, **common_kw)  # type: ignore[arg-type]
+                    for label, extra in variants:
+                        startups[label] = service.startup_seconds
+                        args_ = service.pipeline_args(1, streaming=True) + loopback + extra
+                        results[label] = measure(args_, label=label, **common_kw)  # type: ignore[arg-type]
         else:
             raise SystemExit(f"unknown runner {runner!r}")
     for label, got in results.items():

@@ -48,25 +48,41 @@ class FlinkJobServerService(_TimedService):
         flink_master: ``[local]`` (an embedded mini-cluster per job) or a session cluster's
             ``host:port``.
         startup_timeout: seconds to wait for the job port.
+        jar: another job server launcher to run instead of the cached one (a build with other
+            runner patches, to compare with in the same run).
     """
 
     label = "flink-job-server"
 
-    def __init__(self, flink_master: str = "[local]", *, startup_timeout: float = 180.0) -> None:
+    def __init__(
+        self,
+        flink_master: str = "[local]",
+        *,
+        startup_timeout: float = 180.0,
+        jar: str | None = None,
+    ) -> None:
         super().__init__(startup_timeout=startup_timeout)
         self.flink_master = flink_master
+        self.jar = jar or str(runners.flink_job_server().jar)
 
     def _command(self, port: int) -> Sequence[str]:
         return [
             "java",
             runners.FLINK_JAVA17_OPENS,
             "-jar",
-            str(runners.flink_job_server().jar),
+            self.jar,
             f"--flink-master={self.flink_master}",
             f"--job-port={port}",
             "--artifact-port=0",
             "--expansion-port=0",
         ]
+
+    @property
+    def pid(self) -> int:
+        """The job server JVM's process id (with ``[local]`` it runs the jobs' Flink too)."""
+        if self._proc is None:
+            raise RuntimeError("the Flink job server is not running")
+        return self._proc.pid
 
     def pipeline_args(self, parallelism: int, *, streaming: bool = False) -> list[str]:
         """``PortableRunner`` options for a job on this job server (no environment options)."""

@@ -61,6 +61,9 @@ def test_the_job_server_runs_the_patched_runner_classes_first() -> None:
         "BundleCheckpointHandlers$StateAndTimerBundleCheckpointHandler.class",
         "org/apache/beam/runners/flink/translation/wrappers/streaming/"
         "ExecutableStageDoFnOperator.class",
+        # Bundle finalization bound to the checkpoint holding the bundle (patch 0005).
+        "org/apache/beam/runners/flink/translation/wrappers/streaming/"
+        "ExecutableStageDoFnOperator$CheckpointBoundFinalizer.class",
         "org/apache/beam/runners/flink/translation/functions/FlinkExecutableStageFunction.class",
     ):
         assert cls in names

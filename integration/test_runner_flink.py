@@ -85,6 +85,39 @@ def test_flink_runs_a_self_checkpointing_toy_sdf_with_flink_checkpoints(
     assert sorted(tuple(e) for e in read_collected(out)) == toy_sdf_expected(sizes)
 
 
+def test_flink_resumes_a_self_checkpointed_sdf_without_waiting_out_the_bundle_time(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The runner hands a resumed residual to the SDK only when its bundle finishes. With a
+    # bundle time of 10 minutes (and no checkpoint before then) only the patched runner, which
+    # finishes a bundle once a residual's timer has fired into it (.ci/patches 0004), gets
+    # past the first residual of each element in the test's time; the elements' own bundles
+    # end after one element (max_bundle_size 1).
+    out = tmp_path / "out.jsonl"
+    sizes = [6, 8]
+    ten_minutes = 600_000
+    options = PipelineOptions(
+        runners.flink_pipeline_args(
+            streaming=True,
+            checkpointing_interval_ms=ten_minutes,
+            extra=[f"--max_bundle_time_mills={ten_minutes}", "--max_bundle_size=1"],
+        )
+    )
+    p = beam.Pipeline(options=options)
+    _ = (
+        p
+        | beam.Create(sizes, reshuffle=False)
+        | beam.ParDo(CountUpTo(defer_every=2))
+        | beam.ParDo(CollectToFile(str(out)))
+    )
+    result = p.run()
+    try:
+        wait_for_collected(out, sum(sizes), timeout=120, what=f"{sum(sizes)} toy elements")
+    finally:
+        result.cancel()
+    assert sorted(tuple(e) for e in read_collected(out)) == toy_sdf_expected(sizes)
+
+
 def test_flink_checkpoints_commit_consumed_offsets_through_the_group(
     tmp_path: pathlib.Path,
 ) -> None:

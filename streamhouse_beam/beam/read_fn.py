@@ -130,6 +130,8 @@ _LAST_EMPTY_POLL: dict[tuple[str, Hashable], float] = {}
 _POSITIONS: dict[str, dict[TopicPartition, int]] = {}
 # Process-wide: the highest offset committed per (group, partition), so commits never regress.
 _COMMITTED: dict[tuple[str, str, TopicPartition], int] = {}
+# Process-wide: one lock per (group, partition) held across a commit's check and its write.
+_COMMIT_LOCKS: dict[tuple[str, str, TopicPartition], threading.Lock] = {}
 _STATE_LOCK = threading.Lock()
 # Process-wide: retries already reported as ``storage_retries``/``metadata_retries``, per store.
 # Stores are shared by every DoFn instance of the worker, so each reports only the new ones.
@@ -264,14 +266,22 @@ class _Committer:
         with _STATE_LOCK:
             if _COMMITTED.get(key, -1) >= self.offset:
                 return
-        metadata = self.resources.metadata
-        current = metadata.committed_offset(self.group, self.tp.topic, self.tp.partition)
-        if current is not None and current >= self.offset:
-            return
-        metadata.commit_offsets(self.group, {self.tp: self.offset})
-        with _STATE_LOCK:
-            if _COMMITTED.get(key, -1) < self.offset:
-                _COMMITTED[key] = self.offset
+            lock = _COMMIT_LOCKS.setdefault(key, threading.Lock())
+        # Runners finalize several bundles at once, each callback on a thread of its own: two
+        # commits of one partition must not both read the old offset, or the lower one could
+        # be written last.
+        with lock:
+            with _STATE_LOCK:
+                if _COMMITTED.get(key, -1) >= self.offset:
+                    return
+            metadata = self.resources.metadata
+            current = metadata.committed_offset(self.group, self.tp.topic, self.tp.partition)
+            if current is not None and current >= self.offset:
+                return
+            metadata.commit_offsets(self.group, {self.tp: self.offset})
+            with _STATE_LOCK:
+                if _COMMITTED.get(key, -1) < self.offset:
+                    _COMMITTED[key] = self.offset
 
 
 def _largest_event_time(outputs: list[Any]) -> int | None:
