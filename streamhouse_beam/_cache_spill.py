@@ -53,7 +53,7 @@ class SpillDirectory:
         self._bytes = 0
 
     @property
-    def bytes(self) -> int:
+    def used_bytes(self) -> int:
         """Bytes of the objects currently on disk."""
         with self._lock:
             return self._bytes
