@@ -33,9 +33,11 @@ directory, or by joining a download already in flight); ``misses`` are gets that
 prefetch still in flight); ``wasted_prefetches`` are prefetched entries evicted before any get
 used them; ``stall_seconds`` is the time gets spent waiting for downloads.
 
-One cache per worker process is shared by every DoFn instance and thread through
-:func:`get_worker_cache`. The cache survives pickling as its configuration only (threads, locks
-and entries are dropped and rebuilt lazily) and rebuilds its state after a ``fork``.
+One cache per worker process and configuration is shared by every DoFn instance and thread
+through :func:`hold_worker_cache` (or borrowed with :func:`get_worker_cache`); once nobody holds
+or uses it for a while it is closed (see :mod:`streamhouse_beam._worker_registry`). The cache
+survives pickling as its configuration only (threads, locks and entries are dropped and rebuilt
+lazily) and rebuilds its state after a ``fork``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from streamhouse_beam._cache_spill import SpillDirectory
+from streamhouse_beam._worker_registry import Hold, WorkerRegistry
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -60,6 +63,7 @@ __all__ = [
     "CacheStats",
     "SegmentCache",
     "get_worker_cache",
+    "hold_worker_cache",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -719,20 +723,40 @@ def _as_bytes(data: object, key: Hashable) -> bytes:
 # one cache per worker process
 # --------------------------------------------------------------------------------------------
 
-_REGISTRY_LOCK = threading.Lock()
-_REGISTRY: dict[tuple[Any, ...], SegmentCache] = {}
-_REGISTRY_PID = os.getpid()
+#: How long a worker cache nobody holds is kept, and how many such caches at most.
+WORKER_CACHE_IDLE_SECONDS = 120.0
+MAX_IDLE_WORKER_CACHES = 2
+
+_WORKER_CACHES: WorkerRegistry[tuple[Any, ...], SegmentCache] = WorkerRegistry(
+    "segment caches",
+    SegmentCache.close,
+    idle_seconds=WORKER_CACHE_IDLE_SECONDS,
+    max_idle=MAX_IDLE_WORKER_CACHES,
+)
 
 
-def _reset_registry_after_fork() -> None:
-    global _REGISTRY_LOCK, _REGISTRY, _REGISTRY_PID
-    _REGISTRY_LOCK = threading.Lock()
-    _REGISTRY = {}
-    _REGISTRY_PID = os.getpid()
+def _worker_cache_args(
+    max_bytes: int,
+    prefetch_workers: int,
+    spill_dir: str | os.PathLike[str] | None,
+    spill_max_bytes: int | None,
+) -> tuple[tuple[Any, ...], Callable[[], SegmentCache]]:
+    key = (
+        max_bytes,
+        prefetch_workers,
+        os.fspath(spill_dir) if spill_dir is not None else None,
+        spill_max_bytes,
+    )
 
+    def make() -> SegmentCache:
+        return SegmentCache(
+            max_bytes,
+            prefetch_workers=prefetch_workers,
+            spill_dir=spill_dir,
+            spill_max_bytes=spill_max_bytes,
+        )
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_registry_after_fork)
+    return key, make
 
 
 def get_worker_cache(
@@ -744,8 +768,10 @@ def get_worker_cache(
     """Return this process's cache for the given configuration, creating it once.
 
     Every DoFn instance and thread of a worker process that asks with the same configuration
-    gets the same :class:`SegmentCache`, so segments are downloaded once per process. A forked
-    child starts with an empty registry.
+    gets the same :class:`SegmentCache`, so segments are downloaded once per process. The
+    cache is borrowed: while nobody holds it (:func:`hold_worker_cache`) it is kept for
+    :data:`WORKER_CACHE_IDLE_SECONDS` after its last use, then closed (a closed cache stays
+    usable). A forked child starts with no worker caches.
 
     Args:
         max_bytes: in-memory budget in bytes.
@@ -756,22 +782,22 @@ def get_worker_cache(
     Returns:
         The shared cache.
     """
-    if os.getpid() != _REGISTRY_PID:
-        _reset_registry_after_fork()
-    config = (
-        max_bytes,
-        prefetch_workers,
-        os.fspath(spill_dir) if spill_dir is not None else None,
-        spill_max_bytes,
+    return _WORKER_CACHES.get(
+        *_worker_cache_args(max_bytes, prefetch_workers, spill_dir, spill_max_bytes)
     )
-    with _REGISTRY_LOCK:
-        cache = _REGISTRY.get(config)
-        if cache is None:
-            cache = SegmentCache(
-                max_bytes,
-                prefetch_workers=prefetch_workers,
-                spill_dir=spill_dir,
-                spill_max_bytes=spill_max_bytes,
-            )
-            _REGISTRY[config] = cache
-        return cache
+
+
+def hold_worker_cache(
+    max_bytes: int = DEFAULT_CACHE_BYTES,
+    prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
+    spill_dir: str | os.PathLike[str] | None = None,
+    spill_max_bytes: int | None = None,
+) -> Hold[SegmentCache]:
+    """:func:`get_worker_cache`, held: the cache is not closed until the hold is released.
+
+    Returns:
+        The hold; its ``value`` is the shared cache.
+    """
+    return _WORKER_CACHES.hold(
+        *_worker_cache_args(max_bytes, prefetch_workers, spill_dir, spill_max_bytes)
+    )
