@@ -302,11 +302,11 @@ def test_a_run_s_state_goes_once_its_dofns_are_torn_down(
 
     h.fn.teardown()
     assert RUNS.holds(config.run_id) == 1  # the other instance still reads
-    assert closed == []
+    assert resources not in closed  # (idle resources of earlier tests may go meanwhile)
     other.teardown()
     assert RUNS.peek(config.run_id) is None
     assert RESOURCES.peek(config.resources_key()) is None
-    assert closed == [resources]
+    assert closed.count(resources) == 1
 
 
 def test_a_dofn_dropped_without_teardown_gives_its_run_up(topic: pathlib.Path) -> None:
@@ -335,12 +335,14 @@ def test_a_dofn_built_again_mid_run_finds_the_run_s_budget(topic: pathlib.Path) 
     rebuilt.teardown()
 
 
-def test_the_run_state_bound_holds_for_runs_nobody_holds() -> None:
-    for _ in range(worker_state.MAX_IDLE_RUNS + 10):
-        worker_state.run_state(os.urandom(8).hex())
-    assert len(RUNS) <= worker_state.MAX_IDLE_RUNS + 1 + sum(
-        1 for key in list(RUNS._entries) if RUNS.holds(key)
-    )
+def test_runs_nobody_holds_are_bounded() -> None:
+    run_ids = [os.urandom(8).hex() for _ in range(worker_state.MAX_IDLE_RUNS + 10)]
+    for run_id in run_ids:
+        worker_state.run_state(run_id)
+    assert len(RUNS) > 0  # (settles the registry)
+    idle = [key for key in list(RUNS._entries) if RUNS.holds(key) == 0]
+    assert len(idle) <= worker_state.MAX_IDLE_RUNS
+    assert RUNS.peek(run_ids[0]) is None and RUNS.peek(run_ids[-1]) is not None
 
 
 def _commit_config(tmp: pathlib.Path) -> Any:
