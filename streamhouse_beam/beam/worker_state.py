@@ -10,6 +10,9 @@ caches are the third, in :mod:`streamhouse_beam.cache`):
   object store and a hold on the segment cache, shared by every run with the same URLs and
   options, and the offsets committed through them.
 
+Besides, :func:`new_retries` remembers per store instance how many retries were already
+reported as metrics (weakly keyed: as long as the store lives; empty in a forked child).
+
 A DoFn instance takes a :class:`RunLease` (a hold on both) on first use and releases it in
 ``teardown``; a lease its instance drops without teardown (a restriction-provider copy) is
 released by the garbage collector. A run or resources nobody holds stays idle for a while
