@@ -3,8 +3,9 @@
 A :class:`SegmentCache` holds whole segment objects in memory, bounded by bytes, and knows
 nothing about object stores: every entry is produced by a *fetch callable* the caller passes
 (``lambda: store.get(key)``), so the cache is testable with plain functions and reusable for
-any backend. It gives the read path four things StreamHouse's own reader lacks (spec §5.1,
-§9.4):
+any backend. It gives the read path four things StreamHouse's own reader lacks (that reader
+keeps whole segment files in a disk directory, counts files a previous process left there as
+hits, and prefetches under a key its reads never look up):
 
 * **Single flight.** Concurrent :meth:`SegmentCache.get` calls for one key cause one fetch;
   every waiter receives the same bytes, or the same exception (errors are never cached).
@@ -19,9 +20,9 @@ any backend. It gives the read path four things StreamHouse's own reader lacks (
   background thread pool. Prefetched bytes count against the budget; a prefetch never evicts a
   pinned entry or another unused prefetch and stops as soon as the budget is full.
 * **Optional spill directory.** With ``spill_dir``, evicted entries are written to a private
-  sub-directory (bounded by ``spill_max_bytes``, LRU) and a later ``get`` reads them from disk
-  instead of downloading again. The sub-directory is created per cache instance, so files
-  left by another process are never mistaken for hits (StreamHouse's disk cache does that).
+  sub-directory (bounded by ``spill_max_bytes``, LRU; see
+  :class:`~streamhouse_beam._cache_spill.SpillDirectory`) and a later ``get`` reads them from
+  disk instead of downloading again.
 
 An entry larger than the whole budget is still served: it stays pinned while leased, is never
 counted as evictable room, and is dropped (or spilled) as soon as its last lease is released.
@@ -32,27 +33,28 @@ directory, or by joining a download already in flight); ``misses`` are gets that
 prefetch still in flight); ``wasted_prefetches`` are prefetched entries evicted before any get
 used them; ``stall_seconds`` is the time gets spent waiting for downloads.
 
-One cache per worker process is shared by every DoFn instance and thread through
-:func:`get_worker_cache`. The cache survives pickling as its configuration only (threads, locks
-and entries are dropped and rebuilt lazily) and rebuilds its state after a ``fork``.
+One cache per worker process and configuration is shared by every DoFn instance and thread
+through :func:`hold_worker_cache` (or borrowed with :func:`get_worker_cache`); once nobody holds
+or uses it for a while it is closed (see :mod:`streamhouse_beam._worker_registry`). The cache
+survives pickling as its configuration only (threads, locks and entries are dropped and rebuilt
+lazily) and rebuilds its state after a ``fork``.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
 import functools
-import hashlib
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
+
+from streamhouse_beam._cache_spill import SpillDirectory
+from streamhouse_beam._worker_registry import Hold, WorkerRegistry
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -61,6 +63,7 @@ __all__ = [
     "CacheStats",
     "SegmentCache",
     "get_worker_cache",
+    "hold_worker_cache",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -219,11 +222,6 @@ class CacheLease:
         return f"CacheLease({self.key!r}, {self._entry.size} bytes, hit={self.hit}, {state})"
 
 
-def _spill_name(key: Hashable) -> str:
-    # repr() of the tuples the reader uses (str/int) is stable; hashing keeps names safe.
-    return hashlib.sha256(repr(key).encode("utf-8", "backslashreplace")).hexdigest() + ".seg"
-
-
 class SegmentCache:
     """A byte-bounded LRU of whole objects with single-flight gets and background prefetch.
 
@@ -282,9 +280,11 @@ class SegmentCache:
         self._unused_prefetch_bytes = 0  # of those, unpinned bytes no get has used yet
         self._reserved = 0  # size hints of prefetches in flight
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._spill_path: str | None = None
-        self._spilled: collections.OrderedDict[Hashable, int] = collections.OrderedDict()
-        self._spill_bytes = 0
+        self._disk = (
+            SpillDirectory(self.spill_dir, self.spill_max_bytes)
+            if self.spill_dir is not None
+            else None
+        )
         self._counts: dict[str, Any] = {
             "hits": 0,
             "misses": 0,
@@ -375,7 +375,6 @@ class SegmentCache:
                     flight = _Flight(prefetch=False)
                     self._flights[key] = flight
                     leader = True
-                    spilled = key in self._spilled
             if not leader:
                 started = time.perf_counter()
                 flight.done.wait()
@@ -401,7 +400,7 @@ class SegmentCache:
                     continue
                 assert flight.error is not None
                 raise flight.error
-            return self._lead(key, flight, fetch, spilled)
+            return self._lead(key, flight, fetch)
 
     def prefetch(self, items: Iterable[PrefetchItem]) -> int:
         """Start background downloads of ``items`` that are neither cached nor in flight.
@@ -470,11 +469,8 @@ class SegmentCache:
             if entry is not None:
                 self._unaccount(entry)
                 entry.detached = True
-            spill = self._spilled.pop(key, None)
-            if spill is not None:
-                self._spill_bytes -= spill
-        if spill is not None:
-            self._remove_spill_file(key)
+        if self._disk is not None:
+            self._disk.discard(key)
 
     def stats(self) -> CacheStats:
         """A consistent snapshot of the counters."""
@@ -500,11 +496,8 @@ class SegmentCache:
         with self._lock:
             for key in [k for k, e in self._entries.items() if e.pins == 0]:
                 self._unaccount(self._entries.pop(key))
-            spill_path, self._spill_path = self._spill_path, None
-            self._spilled.clear()
-            self._spill_bytes = 0
-        if spill_path is not None:
-            shutil.rmtree(spill_path, ignore_errors=True)
+        if self._disk is not None:
+            self._disk.close()
 
     def __enter__(self) -> SegmentCache:
         return self
@@ -544,13 +537,10 @@ class SegmentCache:
         elif entry.prefetched:
             self._unused_prefetch_bytes -= entry.size
 
-    def _lead(self, key: Hashable, flight: _Flight, fetch: Fetch, spilled: bool) -> CacheLease:
+    def _lead(self, key: Hashable, flight: _Flight, fetch: Fetch) -> CacheLease:
         """Download ``key`` for a get (the flight's leader) and install it."""
-        data: bytes | None = None
-        from_spill = False
-        if spilled:
-            data = self._read_spill(key)
-            from_spill = data is not None
+        data = self._read_spill(key)
+        from_spill = data is not None
         started = time.perf_counter()
         if data is None:
             try:
@@ -699,71 +689,26 @@ class SegmentCache:
         return evicted
 
     # ----------------------------------------------------------------------------------
-    # spill directory
+    # spill directory (disk I/O, outside the lock)
     # ----------------------------------------------------------------------------------
 
     def _spill(self, entries: list[_Entry]) -> None:
-        """Write evicted entries to the spill directory (outside the lock: it is disk I/O)."""
-        if self.spill_dir is None or not entries:
+        """Write evicted entries to the spill directory, unless they are back in memory."""
+        spill = self._disk
+        if spill is None or not entries:
             return
         for entry in entries:
-            if entry.size > self.spill_max_bytes:
+            if entry.size > spill.max_bytes:
                 continue
             with self._lock:
-                if entry.key in self._spilled or entry.key in self._entries:
+                if entry.key in self._entries:
                     continue
-                path = self._spill_dir_locked()
-            target = os.path.join(path, _spill_name(entry.key))
-            tmp = target + ".tmp"
-            try:
-                with open(tmp, "wb") as fh:
-                    fh.write(entry.data)
-                os.replace(tmp, target)
-            except OSError as exc:
-                _LOG.warning("cannot spill a segment to %s: %s", path, exc)
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                continue
-            dropped: list[Hashable] = []
-            with self._lock:
-                self._spilled[entry.key] = entry.size
-                self._spill_bytes += entry.size
-                self._counts["bytes_spilled"] += entry.size
-                while self._spill_bytes > self.spill_max_bytes and self._spilled:
-                    old_key, old_size = self._spilled.popitem(last=False)
-                    self._spill_bytes -= old_size
-                    dropped.append(old_key)
-            for old_key in dropped:
-                self._remove_spill_file(old_key)
-
-    def _spill_dir_locked(self) -> str:
-        if self._spill_path is None:
-            assert self.spill_dir is not None
-            os.makedirs(self.spill_dir, exist_ok=True)
-            self._spill_path = tempfile.mkdtemp(prefix="segment-cache-", dir=self.spill_dir)
-        return self._spill_path
+            if spill.put(entry.key, entry.data):
+                with self._lock:
+                    self._counts["bytes_spilled"] += entry.size
 
     def _read_spill(self, key: Hashable) -> bytes | None:
-        with self._lock:
-            path = self._spill_path
-            if path is None or key not in self._spilled:
-                return None
-            self._spilled.move_to_end(key)
-        try:
-            with open(os.path.join(path, _spill_name(key)), "rb") as fh:
-                return fh.read()
-        except OSError:
-            with self._lock:
-                size = self._spilled.pop(key, None)
-                if size is not None:
-                    self._spill_bytes -= size
-            return None
-
-    def _remove_spill_file(self, key: Hashable) -> None:
-        path = self._spill_path
-        if path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(path, _spill_name(key)))
+        return None if self._disk is None else self._disk.read(key)
 
 
 def _as_bytes(data: object, key: Hashable) -> bytes:
@@ -778,20 +723,40 @@ def _as_bytes(data: object, key: Hashable) -> bytes:
 # one cache per worker process
 # --------------------------------------------------------------------------------------------
 
-_REGISTRY_LOCK = threading.Lock()
-_REGISTRY: dict[tuple[Any, ...], SegmentCache] = {}
-_REGISTRY_PID = os.getpid()
+#: How long a worker cache nobody holds is kept, and how many such caches at most.
+WORKER_CACHE_IDLE_SECONDS = 120.0
+MAX_IDLE_WORKER_CACHES = 2
+
+_WORKER_CACHES: WorkerRegistry[tuple[Any, ...], SegmentCache] = WorkerRegistry(
+    "segment caches",
+    SegmentCache.close,
+    idle_seconds=WORKER_CACHE_IDLE_SECONDS,
+    max_idle=MAX_IDLE_WORKER_CACHES,
+)
 
 
-def _reset_registry_after_fork() -> None:
-    global _REGISTRY_LOCK, _REGISTRY, _REGISTRY_PID
-    _REGISTRY_LOCK = threading.Lock()
-    _REGISTRY = {}
-    _REGISTRY_PID = os.getpid()
+def _worker_cache_args(
+    max_bytes: int,
+    prefetch_workers: int,
+    spill_dir: str | os.PathLike[str] | None,
+    spill_max_bytes: int | None,
+) -> tuple[tuple[Any, ...], Callable[[], SegmentCache]]:
+    key = (
+        max_bytes,
+        prefetch_workers,
+        os.fspath(spill_dir) if spill_dir is not None else None,
+        spill_max_bytes,
+    )
 
+    def make() -> SegmentCache:
+        return SegmentCache(
+            max_bytes,
+            prefetch_workers=prefetch_workers,
+            spill_dir=spill_dir,
+            spill_max_bytes=spill_max_bytes,
+        )
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_registry_after_fork)
+    return key, make
 
 
 def get_worker_cache(
@@ -803,8 +768,10 @@ def get_worker_cache(
     """Return this process's cache for the given configuration, creating it once.
 
     Every DoFn instance and thread of a worker process that asks with the same configuration
-    gets the same :class:`SegmentCache`, so segments are downloaded once per process. A forked
-    child starts with an empty registry.
+    gets the same :class:`SegmentCache`, so segments are downloaded once per process. The
+    cache is borrowed: while nobody holds it (:func:`hold_worker_cache`) it is kept for
+    :data:`WORKER_CACHE_IDLE_SECONDS` after its last use, then closed (a closed cache stays
+    usable). A forked child starts with no worker caches.
 
     Args:
         max_bytes: in-memory budget in bytes.
@@ -815,22 +782,22 @@ def get_worker_cache(
     Returns:
         The shared cache.
     """
-    if os.getpid() != _REGISTRY_PID:
-        _reset_registry_after_fork()
-    config = (
-        max_bytes,
-        prefetch_workers,
-        os.fspath(spill_dir) if spill_dir is not None else None,
-        spill_max_bytes,
+    return _WORKER_CACHES.get(
+        *_worker_cache_args(max_bytes, prefetch_workers, spill_dir, spill_max_bytes)
     )
-    with _REGISTRY_LOCK:
-        cache = _REGISTRY.get(config)
-        if cache is None:
-            cache = SegmentCache(
-                max_bytes,
-                prefetch_workers=prefetch_workers,
-                spill_dir=spill_dir,
-                spill_max_bytes=spill_max_bytes,
-            )
-            _REGISTRY[config] = cache
-        return cache
+
+
+def hold_worker_cache(
+    max_bytes: int = DEFAULT_CACHE_BYTES,
+    prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
+    spill_dir: str | os.PathLike[str] | None = None,
+    spill_max_bytes: int | None = None,
+) -> Hold[SegmentCache]:
+    """:func:`get_worker_cache`, held: the cache is not closed until the hold is released.
+
+    Returns:
+        The hold; its ``value`` is the shared cache.
+    """
+    return _WORKER_CACHES.hold(
+        *_worker_cache_args(max_bytes, prefetch_workers, spill_dir, spill_max_bytes)
+    )

@@ -4,7 +4,9 @@
 object store and a :class:`~streamhouse_beam.cache.SegmentCache`, it returns the records of one
 partition with ``start <= offset < stop`` in offset order, in batches (the splittable DoFn calls
 :meth:`PartitionReader.read` once per ``process()`` call). It fixes the shortcomings of
-StreamHouse's own reader (spec §5.1, §9.4):
+StreamHouse's own reader, which stops at the first offset no segment covers (failing when it
+has read nothing yet), trusts the high watermark alone, and prefetches the segment at
+``base + 10000`` under a cache key its reads never look up:
 
 * **Gaps are skipped forward.** Offsets no segment row covers (before the first segment, between
   segments, or a hole inside ``[earliest, readable_end)`` whose rows were removed) do not exist
@@ -12,16 +14,17 @@ StreamHouse's own reader (spec §5.1, §9.4):
   tail (readable end above every segment) is skipped to the readable end. Inside a compacted
   segment missing offsets are simply absent.
 * **Readable end** is ``max(high_watermark, max(end_offset) + 1)`` as the metadata store
-  reports it (§3.3). It is always read *before* the segment list, so a segment the watermark
-  promises is never missed: both are committed in one transaction by StreamHouse, and a later
-  query sees at least what an earlier one saw.
+  reports it (a restored store can leave the watermark below its segments). It is always read
+  *before* the segment list, so a segment the watermark promises is never missed: both are
+  committed in one transaction by StreamHouse, and a later query sees at least what an earlier
+  one saw (:class:`~streamhouse_beam._segment_list.SegmentList` keeps both).
 * **Exact prefetch.** Once this read has consumed ``prefetch_threshold`` of the current
   segment's offsets, the next ``prefetch_segments`` segments *of the metadata list* are handed to
-  the cache's background prefetch (StreamHouse guesses ``base + 10000`` and caches under a key it
-  never looks up). When a prefetched segment is still downloading as the read reaches it, the
-  look-ahead doubles (up to ``max_prefetch_segments``): a consumer faster than one round
-  trip per segment needs several downloads in flight. Cache keys are ``(store url, bucket, s3_key, created_at)``, so an object
-  re-written under the same key is never served stale.
+  the cache's background prefetch. When a prefetched segment is still downloading as the read
+  reaches it, the look-ahead doubles (up to ``max_prefetch_segments``): a consumer faster than
+  one round trip per segment needs several downloads in flight. Cache keys are
+  ``(store url, bucket, s3_key, created_at)``, so an object re-written under the same key is
+  never served stale.
 * **Range reads** (``ReadOptions.range_reads``): a read that starts inside a segment that is not
   cached fetches the footer, header and index, then only the blocks it needs. The CRC-32 covers
   the whole file and **cannot be verified** on this path; segments read after it use whole-object
@@ -33,10 +36,12 @@ StreamHouse's own reader (spec §5.1, §9.4):
   :class:`SegmentError` naming the object key. A segment whose header does not cover the offsets
   its row claims raises :class:`InconsistentMetadataError` naming the key and both ranges.
 
-Hot path: the parsed :class:`SegmentReader` of the current segment and its last decoded block are
+Hot path: the parsed :class:`~streamhouse_beam.segment.reader.SegmentReader` of the current segment and its last decoded block are
 kept between calls, so successive reads of one segment neither re-parse nor re-decode; a read
 resumes at the block containing its start offset and finds its position by binary search. The
-current segment stays pinned in the cache until the reader moves past it or is closed.
+current segment stays pinned in the cache until the reader moves past it or is closed. Opening,
+re-fetching and prefetching segments is :class:`~streamhouse_beam._open_segment.SegmentOpener`'s
+work; this module holds the read loop.
 
 Columnar reads: :meth:`PartitionReader.read_columns` is :meth:`PartitionReader.read` (same loop,
 same bookkeeping) returning the records as one ``pyarrow.RecordBatch``: blocks are decoded
@@ -48,39 +53,25 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import logging
-import math
 import operator
-import time
-import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
-from streamhouse_beam.cache import CacheLease, SegmentCache
-from streamhouse_beam.errors import (
-    CorruptSegmentError,
-    DataLossError,
-    InconsistentMetadataError,
-    ObjectNotFoundError,
-    SegmentError,
-)
+from streamhouse_beam._open_segment import SegmentOpener, Tally, segment_cache_key
+from streamhouse_beam._segment_list import SegmentList
+from streamhouse_beam.cache import SegmentCache
 from streamhouse_beam.metadata.base import MetadataStore
 from streamhouse_beam.records import SegmentInfo
 from streamhouse_beam.segment.format import DEFAULT_MAX_BLOCK_BYTES
-from streamhouse_beam.segment.reader import Record, SegmentReader
+from streamhouse_beam.segment.reader import Record
 from streamhouse_beam.storage.base import ObjectStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from streamhouse_beam.segment.columns import BlockColumns, Piece
+    from streamhouse_beam.segment.columns import Piece
 
 __all__ = ["PartitionReader", "ReadBatch", "ReadOptions", "segment_cache_key"]
-
-_LOG = logging.getLogger(__name__)
-
-#: Segment rows fetched per metadata query; the list is extended as the read moves on.
-SEGMENT_LIST_LIMIT = 1000
 
 MissingPolicy = Literal["fail", "skip"]
 
@@ -142,7 +133,6 @@ class ReadOptions:
 
 
 RecordsT = TypeVar("RecordsT")
-DecodedT = TypeVar("DecodedT")
 
 
 @dataclasses.dataclass
@@ -156,7 +146,8 @@ class ReadBatch(Generic[RecordsT]):
         next_offset: where the next read continues: the last returned offset + 1, or further
             when the read scanned past a gap, the rest of a segment or a lost range. Never above
             the stop offset or the readable end.
-        readable_end: the exclusive readable end observed (high-watermark rule, §3.3).
+        readable_end: the exclusive readable end observed
+            (``max(high_watermark, max(end_offset) + 1)``).
         bytes_read: key and value bytes of the returned records.
         bytes_fetched: segment bytes this call downloaded itself (cache misses and range GETs).
         cache_hits: segments served by the cache without a download of their own.
@@ -216,94 +207,22 @@ def _records_reaching(records: Sequence[Record], budget: int) -> int:
     return len(records)
 
 
-def segment_cache_key(store: ObjectStore, segment: SegmentInfo) -> tuple[str, str, str, int]:
-    """The cache identity of a segment's bytes: store, bucket, object key and ``created_at``."""
-    return (store.url, segment.bucket, segment.key, segment.created_at)
-
-
-class _OpenSegment:
-    """The segment a reader is positioned in: its parsed reader, lease and last block."""
-
-    __slots__ = (
-        "block",
-        "block_columns",
-        "block_offsets",
-        "block_records",
-        "cache_key",
-        "columns_block",
-        "lease",
-        "prefetched",
-        "reader",
-        "refetched",
-        "segment",
+def _batch(
+    tally: Tally, records: RecordsT, next_offset: int, readable_end: int, bytes_read: int
+) -> ReadBatch[RecordsT]:
+    """A read call's result: ``records`` and its positions with the call's segment counters."""
+    return ReadBatch(
+        records=records,
+        next_offset=next_offset,
+        readable_end=readable_end,
+        bytes_read=bytes_read,
+        bytes_fetched=tally.bytes_fetched,
+        cache_hits=tally.hits,
+        cache_misses=tally.misses,
+        prefetches=tally.prefetches,
+        prefetch_hits=tally.prefetch_hits,
+        lost_ranges=tally.lost,
     )
-
-    def __init__(
-        self,
-        segment: SegmentInfo,
-        cache_key: Hashable,
-        reader: SegmentReader,
-        lease: CacheLease | None,
-    ) -> None:
-        self.segment = segment
-        self.cache_key = cache_key
-        self.reader = reader
-        self.lease = lease
-        self.block = -1
-        self.block_records: list[Record] = []
-        self.block_offsets: list[int] = []
-        # read_columns' decoded block, kept apart from read()'s records.
-        self.columns_block = -1
-        self.block_columns: BlockColumns | None = None
-        self.prefetched = False
-        self.refetched = False
-
-    def release(self) -> None:
-        if self.lease is not None:
-            self.lease.release()
-            self.lease = None
-
-
-class _Tally:
-    """Per-call counters folded into the ReadBatch."""
-
-    __slots__ = ("bytes_fetched", "hits", "lost", "misses", "prefetch_hits", "prefetches")
-
-    def __init__(self) -> None:
-        self.hits = 0
-        self.misses = 0
-        self.prefetches = 0
-        self.prefetch_hits = 0
-        self.bytes_fetched = 0
-        self.lost: list[tuple[int, int]] = []
-
-    def batch(
-        self, records: RecordsT, next_offset: int, readable_end: int, bytes_read: int
-    ) -> ReadBatch[RecordsT]:
-        """The call's result: ``records`` and its positions with these counters."""
-        return ReadBatch(
-            records=records,
-            next_offset=next_offset,
-            readable_end=readable_end,
-            bytes_read=bytes_read,
-            bytes_fetched=self.bytes_fetched,
-            cache_hits=self.hits,
-            cache_misses=self.misses,
-            prefetches=self.prefetches,
-            prefetch_hits=self.prefetch_hits,
-            lost_ranges=self.lost,
-        )
-
-
-def _release_lease(holder: list[_OpenSegment | None]) -> None:
-    # A finalizer: the garbage collector may run it while this thread holds the cache's lock,
-    # so the pin is handed back without taking it.
-    current = holder[0]
-    if current is not None:
-        holder[0] = None
-        if current.lease is not None:
-            current.lease.release_later()
-            current.lease = None
 
 
 class PartitionReader:
@@ -341,23 +260,8 @@ class PartitionReader:
         self.partition = partition
         self.options = options
         self._store_url = store.url
-        self._segments: list[SegmentInfo] = []
-        self._bases: list[int] = []
-        self._list_from = 0
-        self._list_complete = False  # the list reaches the newest segment (no limit hit)
-        self._list_time = -math.inf
-        self._list_seq = -1
-        self._end: int | None = None
-        self._end_time = -math.inf
-        self._end_seq = -1
-        self._seq = 0
-        self._earliest: int | None = None
-        # A one-element holder so the finalizer can release the pin without keeping self alive.
-        self._holder: list[_OpenSegment | None] = [None]
-        self._finalizer = weakref.finalize(self, _release_lease, self._holder)
-        self._logged_lost: set[tuple[int, int]] = set()
-        self._depth = options.prefetch_segments
-        self._max_depth = max(options.prefetch_segments, options.max_prefetch_segments)
+        self._list = SegmentList(metadata, topic, partition, options.metadata_refresh_seconds)
+        self._opener = SegmentOpener(store, cache, topic, partition, options)
 
     def __repr__(self) -> str:
         return f"PartitionReader({self.topic!r}, {self.partition}, store={self._store_url!r})"
@@ -397,7 +301,7 @@ class PartitionReader:
         next_offset, end, tally = self._scan(
             start_offset, stop_offset, max_records, max_bytes, out, None
         )
-        return tally.batch(out, next_offset, end, _payload_bytes(out))
+        return _batch(tally, out, next_offset, end, _payload_bytes(out))
 
     def read_columns(
         self,
@@ -431,8 +335,8 @@ class PartitionReader:
         for block, first, count in pieces:
             payload += block.key_bytes(first, first + count)
             payload += block.value_bytes(first, first + count)
-        return tally.batch(
-            assemble_batch(self.topic, self.partition, pieces), next_offset, end, payload
+        return _batch(
+            tally, assemble_batch(self.topic, self.partition, pieces), next_offset, end, payload
         )
 
     def _scan(
@@ -443,21 +347,21 @@ class PartitionReader:
         max_bytes: int | None,
         out: list[Record] | None,
         pieces: list[Piece] | None,
-    ) -> tuple[int, int, _Tally]:
+    ) -> tuple[int, int, Tally]:
         """The read loop of :meth:`read` and :meth:`read_columns`.
 
         Appends records to ``out`` (or block runs to ``pieces``); returns ``(next_offset,
         readable end, tally)``.
         """
-        end = self._readable_end_for(start_offset, stop_offset)
+        end = self._list.end_for(start_offset, stop_offset)
         limit = end if stop_offset is None else min(stop_offset, end)
-        tally = _Tally()
+        tally = Tally()
         got = 0
         # Key and value bytes still wanted; the byte budget is spent once this is <= 0.
         byte_room = max_bytes
         cur = start_offset
         while got < max_records and cur < limit and (byte_room is None or byte_room > 0):
-            seg = self._segment_at(cur, limit)
+            seg = self._list.segment_at(cur, limit)
             if seg is None:
                 # Nothing at or after `cur` below the readable end: a hole at the tail.
                 cur = limit
@@ -482,17 +386,11 @@ class PartitionReader:
             refresh: query the metadata store; otherwise return the last observed value (and
                 query only if none was observed yet).
         """
-        if refresh or self._end is None:
-            self._refresh_end()
-        assert self._end is not None
-        return self._end
+        return self._list.readable_end(refresh)
 
     def earliest_offset(self) -> int:
         """The partition's first existing offset (``min(base_offset)``; the readable end if none)."""
-        info = self.metadata.partition(self.topic, self.partition)
-        self._earliest = info.earliest_offset
-        self._note_end(info.high_watermark)
-        return info.earliest_offset
+        return self._list.refresh_end().earliest_offset
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int:
         """The first offset whose record timestamp is ``>= timestamp_ms``; the readable end if none.
@@ -520,18 +418,7 @@ class PartitionReader:
         share of its offset range that falls in ``[start, stop)``; offsets beyond the known list
         count nothing.
         """
-        if stop <= start or not self._segments:
-            return 0.0
-        total = 0.0
-        i = max(bisect.bisect_right(self._bases, start) - 1, 0)
-        for seg in self._segments[i:]:
-            if seg.base_offset >= stop:
-                break
-            lo = max(start, seg.base_offset)
-            hi = min(stop, seg.end_offset + 1)
-            if hi > lo:
-                total += seg.size_bytes * (hi - lo) / (seg.end_offset - seg.base_offset + 1)
-        return total
+        return self._list.estimate_bytes(start, stop)
 
     def first_segment_fetch(
         self, start_offset: int
@@ -542,13 +429,13 @@ class PartitionReader:
         once, so a worker with many partitions pays one round trip instead of one per partition.
         Returns ``None`` when no segment holds offsets at or after ``start_offset``.
         """
-        self._ensure_list(start_offset)
-        seg = self._find(start_offset)
+        self._list.ensure(start_offset)
+        seg = self._list.find(start_offset)
         if seg is None:
             return None
         return (
             segment_cache_key(self.store, seg),
-            self._fetcher(seg),
+            self._opener.fetcher(seg),
             seg.size_bytes if seg.size_bytes > 0 else 0,
         )
 
@@ -560,303 +447,22 @@ class PartitionReader:
         """
         if not isinstance(from_offset, int) or from_offset < 0:
             raise ValueError(f"from_offset must be an int >= 0, got {from_offset!r}")
-        self._refresh_end()
-        self._load_list(from_offset)
+        self._list.refresh_end()
+        self._list.load(from_offset)
 
     def segments(self) -> list[SegmentInfo]:
         """The segment list this reader currently holds (a copy, for diagnostics and tests)."""
-        return list(self._segments)
+        return list(self._list.segments)
 
     def close(self) -> None:
         """Release the pinned segment and forget decoded state; the reader stays usable."""
-        self._drop_current()
+        self._opener.drop_current()
 
     def __enter__(self) -> PartitionReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -------------------------------------------------------------------- readable end / list
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _note_end(self, hwm: int) -> None:
-        seq = self._next_seq()
-        # Never regress: a stale replica or a restore must not make the end go backwards.
-        self._end = hwm if self._end is None else max(self._end, hwm)
-        self._end_time = time.monotonic()
-        self._end_seq = seq
-
-    def _refresh_end(self) -> None:
-        info = self.metadata.partition(self.topic, self.partition)
-        self._earliest = info.earliest_offset
-        self._note_end(info.high_watermark)
-
-    def _readable_end_for(self, start: int, stop: int | None) -> int:
-        """The readable end to bound this read by, querying only when it can matter."""
-        fresh = time.monotonic() - self._end_time < self.options.metadata_refresh_seconds
-        if self._end is None or not fresh:
-            self._refresh_end()
-        elif (stop is None or stop > self._end) and start >= self._end:
-            # Caught up with what we know: only a fresh look can show more.
-            self._refresh_end()
-        assert self._end is not None
-        return self._end
-
-    def _load_list(self, from_offset: int) -> None:
-        rows = self.metadata.segments(
-            self.topic, self.partition, from_offset=from_offset, limit=SEGMENT_LIST_LIMIT
-        )
-        self._segments = rows
-        self._bases = [s.base_offset for s in rows]
-        self._list_from = from_offset
-        self._list_complete = len(rows) < SEGMENT_LIST_LIMIT
-        self._list_time = time.monotonic()
-        self._list_seq = self._next_seq()
-        if rows and self._end is not None and rows[-1].end_offset + 1 > self._end:
-            # A segment committed after our watermark look: its offsets are readable too. The
-            # list itself is the evidence, so this does not make the list look stale.
-            self._end = rows[-1].end_offset + 1
-
-    def _ensure_list(self, offset: int) -> None:
-        """Make sure the list covers ``offset`` as well as a fresh query would."""
-        stale = time.monotonic() - self._list_time >= self.options.metadata_refresh_seconds
-        before = offset < self._list_from
-        past = not self._segments or offset > self._segments[-1].end_offset
-        if (
-            stale
-            or before
-            or (past and (not self._list_complete or self._list_seq < self._end_seq))
-        ):
-            self._load_list(offset)
-
-    def _find(self, offset: int) -> SegmentInfo | None:
-        """The known segment containing ``offset`` or the first one after it."""
-        i = bisect.bisect_right(self._bases, offset) - 1
-        if i >= 0 and self._segments[i].end_offset >= offset:
-            return self._segments[i]
-        if i + 1 < len(self._segments):
-            return self._segments[i + 1]
-        return None
-
-    def _segment_at(self, offset: int, limit: int) -> SegmentInfo | None:
-        self._ensure_list(offset)
-        seg = self._find(offset)
-        # Before calling it a gap, make sure the list is newer than the readable end we bound
-        # the read by (a segment the watermark promises must be in the list).
-        if (seg is None or seg.base_offset > offset) and (
-            self._list_seq < self._end_seq or (seg is None and not self._list_complete)
-        ):
-            self._load_list(offset)
-            seg = self._find(offset)
-        if seg is not None and seg.base_offset >= limit:
-            return None
-        return seg
-
-    # ------------------------------------------------------------------------ segment access
-
-    def _fetcher(self, seg: SegmentInfo) -> Callable[[], bytes]:
-        store = self.store
-        key = seg.key
-        bucket = seg.bucket or None
-
-        def fetch() -> bytes:
-            return store.get(key, bucket=bucket)
-
-        return fetch
-
-    def _drop_current(self) -> None:
-        current = self._holder[0]
-        if current is not None:
-            current.release()
-            self._holder[0] = None
-
-    def _open(self, seg: SegmentInfo, cur: int, tally: _Tally) -> _OpenSegment | None:
-        """Position on ``seg``; ``None`` when its object is missing and the policy skips it."""
-        key = segment_cache_key(self.store, seg)
-        current = self._holder[0]
-        if current is not None and current.cache_key == key:
-            if current.segment != seg:
-                # Another piece of the same object (overlap resolution): keep the bytes.
-                current.segment = seg
-                current.prefetched = False
-            self._check_row(seg, current.reader)
-            return current
-        self._drop_current()
-        try:
-            if (
-                self.options.range_reads
-                and cur > seg.base_offset
-                and not self.cache.contains(key)
-                and not self.cache.in_flight(key)
-            ):
-                opened = self._open_ranged(seg, key, tally)
-                if opened is None:
-                    opened = self._open_whole(seg, key, tally)
-            else:
-                opened = self._open_whole(seg, key, tally)
-        except ObjectNotFoundError as exc:
-            self._missing(seg, cur, exc, tally)
-            return None
-        self._holder[0] = opened
-        return opened
-
-    def _open_whole(self, seg: SegmentInfo, key: Hashable, tally: _Tally) -> _OpenSegment:
-        fetch = self._fetcher(seg)
-        for attempt in (1, 2):
-            lease = self.cache.get(key, fetch, size_hint=seg.size_bytes or None)
-            if lease.hit:
-                tally.hits += 1
-            else:
-                tally.misses += 1
-                tally.bytes_fetched += lease.size
-            if lease.prefetched:
-                tally.prefetch_hits += 1
-                if lease.waited > 0.0 and self._depth:
-                    # The prefetch was issued but had not landed (the get joined it in
-                    # flight): look further ahead.
-                    self._depth = min(self._depth * 2, self._max_depth)
-            try:
-                reader = SegmentReader(
-                    lease.data,
-                    key=seg.key,
-                    verify_crc=self.options.verify_crc,
-                    max_block_bytes=self.options.max_block_bytes,
-                )
-            except CorruptSegmentError as exc:
-                lease.release()
-                self.cache.invalidate(key)
-                if attempt == 2:
-                    raise exc.with_key(seg.key) from None
-                _LOG.warning(
-                    "segment %r of %s/%d is corrupt (%s); fetching it once more",
-                    seg.key,
-                    self.topic,
-                    self.partition,
-                    exc,
-                )
-                continue
-            except BaseException:
-                lease.release()
-                raise
-            try:
-                self._check_row(seg, reader)
-            except BaseException:
-                lease.release()
-                raise
-            opened = _OpenSegment(seg, key, reader, lease)
-            opened.refetched = attempt == 2
-            return opened
-        raise AssertionError("unreachable")
-
-    def _open_ranged(self, seg: SegmentInfo, key: Hashable, tally: _Tally) -> _OpenSegment | None:
-        """Open ``seg`` with ranged GETs; ``None`` to fall back to a whole-object read."""
-        store = self.store
-        bucket = seg.bucket or None
-        fetched = [0]
-
-        def fetch_range(start: int, end: int) -> bytes:
-            data = store.get_range(seg.key, start, end, bucket=bucket)
-            fetched[0] += len(data)
-            return data
-
-        size = seg.size_bytes if seg.size_bytes > 0 else store.size(seg.key, bucket=bucket)
-        try:
-            reader = SegmentReader.from_ranges(
-                size, fetch_range, key=seg.key, max_block_bytes=self.options.max_block_bytes
-            )
-        except SegmentError as exc:
-            # A stale size_bytes or a damaged tail: the whole-object path re-checks everything
-            # (CRC included) and reports corruption properly.
-            _LOG.info("range read of %r failed (%s); reading the whole object", seg.key, exc)
-            tally.bytes_fetched += fetched[0]
-            return None
-        tally.misses += 1
-        tally.bytes_fetched += fetched[0]
-        self._check_row(seg, reader)
-        return _OpenSegment(seg, key, reader, None)
-
-    def _check_row(self, seg: SegmentInfo, reader: SegmentReader) -> None:
-        header = reader.header
-        # Overlap resolution may narrow a row to a stretch of its object, so the header must
-        # cover the row's range rather than equal it.
-        if not header.base_offset <= seg.base_offset <= seg.end_offset <= header.end_offset:
-            raise InconsistentMetadataError(
-                f"segment {seg.key!r} of {self.topic!r} partition {self.partition} holds offsets "
-                f"{header.base_offset}..{header.end_offset} (its header) but its metadata row "
-                f"claims {seg.base_offset}..{seg.end_offset}"
-            )
-
-    def _missing(self, seg: SegmentInfo, cur: int, exc: ObjectNotFoundError, tally: _Tally) -> None:
-        lost = (max(cur, seg.base_offset), seg.end_offset)
-        # A store whose root or bucket is not there is misconfigured, not missing a segment:
-        # that is never skipped, or a typo in the url would read as an empty topic.
-        self.store.check_root(bucket=seg.bucket or None)
-        if self.options.on_missing_segment == "fail":
-            raise DataLossError(
-                f"segment object {seg.key!r} is missing from {self._store_url}; its records "
-                "cannot be read (pass on_missing_segment='skip' to skip them)",
-                topic=self.topic,
-                partition=self.partition,
-                start_offset=lost[0],
-                end_offset=lost[1],
-            ) from exc
-        tally.lost.append(lost)
-        if (seg.base_offset, seg.end_offset) not in self._logged_lost:
-            self._logged_lost.add((seg.base_offset, seg.end_offset))
-            _LOG.error(
-                "skipping offsets %d..%d of %s/%d: segment object %r is missing",
-                lost[0],
-                lost[1],
-                self.topic,
-                self.partition,
-                seg.key,
-            )
-
-    def _block(self, opened: _OpenSegment, i: int) -> tuple[list[Record], list[int]]:
-        if opened.block != i:
-            records = self._decode(opened, lambda reader: reader.decode_block(i))
-            opened.block = i
-            opened.block_records = records
-            opened.block_offsets = [r[0] for r in records]
-        return opened.block_records, opened.block_offsets
-
-    def _block_columns(self, opened: _OpenSegment, i: int) -> BlockColumns:
-        if opened.columns_block != i or opened.block_columns is None:
-            opened.block_columns = self._decode(
-                opened, lambda reader: reader.decode_block_columns(i)
-            )
-            opened.columns_block = i
-        return opened.block_columns
-
-    def _decode(
-        self, opened: _OpenSegment, decode: Callable[[SegmentReader], DecodedT]
-    ) -> DecodedT:
-        """``decode(opened.reader)``, after one re-fetch of the segment if it is corrupt."""
-        try:
-            return decode(opened.reader)
-        except CorruptSegmentError:
-            if not self._refetch(opened):
-                raise
-            return decode(opened.reader)
-
-    def _refetch(self, opened: _OpenSegment) -> bool:
-        """Replace ``opened``'s bytes by a fresh download; ``False`` when that was done already.
-
-        Bytes that passed (or skipped) the CRC but do not decode are fetched once more; a
-        range-read segment (no lease) is not re-fetched.
-        """
-        if opened.refetched or opened.lease is None:
-            return False
-        self.cache.invalidate(opened.cache_key)
-        opened.refetched = True
-        opened.lease.release()
-        fresh = self._open_whole(opened.segment, opened.cache_key, _Tally())
-        opened.reader, opened.lease = fresh.reader, fresh.lease
-        return True
 
     def _read_segment(
         self,
@@ -867,7 +473,7 @@ class PartitionReader:
         byte_room: int | None,
         out: list[Record] | None,
         pieces: list[Piece] | None,
-        tally: _Tally,
+        tally: Tally,
     ) -> tuple[int, int, int]:
         """Add records of ``seg`` from ``cur`` to ``out`` (or block runs to ``pieces``).
 
@@ -879,7 +485,8 @@ class PartitionReader:
             are counted only when ``byte_room`` is given (0 otherwise).
         """
         after = seg.end_offset + 1
-        opened = self._open(seg, cur, tally)
+        opener = self._opener
+        opened = opener.open(seg, cur, tally)
         if opened is None:
             return after, 0, 0
         reader = opened.reader
@@ -896,9 +503,9 @@ class PartitionReader:
                 break
             bi = reader.block_for_offset(cur)
             if pieces is None:
-                records, offsets = self._block(opened, bi)
+                records, offsets = opener.block(opened, bi)
             else:
-                columns = self._block_columns(opened, bi)
+                columns = opener.block_columns(opened, bi)
                 offsets = columns.offset_list
             pos = bisect.bisect_left(offsets, cur)
             stop_pos = bisect.bisect_left(offsets, seg_stop, pos)
@@ -936,32 +543,11 @@ class PartitionReader:
             cur = index[bi + 1].offset if bi + 1 < blocks else after
             if cur > after:
                 cur = after
-        self._maybe_prefetch(opened, cur, limit, tally)
+        opener.maybe_prefetch(opened, cur, limit, self._list, tally)
         return cur, wanted - room, added_bytes
 
-    def _maybe_prefetch(self, opened: _OpenSegment, cur: int, limit: int, tally: _Tally) -> None:
-        if opened.prefetched or self._depth == 0:
-            return
-        seg = opened.segment
-        span = seg.end_offset - seg.base_offset + 1
-        if (cur - seg.base_offset) < self.options.prefetch_threshold * span:
-            return
-        opened.prefetched = True
-        i = bisect.bisect_right(self._bases, seg.end_offset)
-        items: list[tuple[Hashable, Callable[[], bytes], int | None]] = []
-        for nxt in self._segments[i:]:
-            if len(items) >= self._depth or nxt.base_offset >= limit:
-                break
-            key = segment_cache_key(self.store, nxt)
-            if key == opened.cache_key:
-                continue  # another piece of the object we already hold
-            items.append((key, self._fetcher(nxt), nxt.size_bytes or None))
-        if items:
-            tally.prefetches += self.cache.prefetch(items)
-
     def _first_at_or_after(self, seg: SegmentInfo, timestamp_ms: int) -> int | None:
-        tally = _Tally()
-        opened = self._open(seg, seg.base_offset, tally)
+        opened = self._opener.open(seg, seg.base_offset, Tally())
         if opened is None:
             return None
         reader = opened.reader
@@ -969,7 +555,7 @@ class PartitionReader:
         # row's first offset. The scan ends at the latest in the first block whose index
         # timestamp (its first record's) reaches the target, as that record qualifies.
         for i in range(reader.block_for_offset(seg.base_offset), reader.block_count):
-            records, _ = self._block(opened, i)
+            records, _ = self._opener.block(opened, i)
             for off, ts, _k, _v in records:
                 if off > seg.end_offset:
                     return None

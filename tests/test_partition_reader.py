@@ -99,8 +99,8 @@ def test_multi_block_segments_decode_across_blocks(
     reader = make_reader(lsh)
     opened = reader.read(0, None, 1)
     assert opened.records == expected[:1]
-    assert reader._holder[0] is not None
-    assert reader._holder[0].reader.block_count > 10
+    assert reader._opener.current is not None
+    assert reader._opener.current.reader.block_count > 10
     assert read_all(reader, 0, None, 37) == expected
 
 
@@ -326,11 +326,11 @@ def test_successive_reads_of_one_segment_reuse_its_parsed_reader(
     cache = SegmentCache(64 << 20)
     reader = make_reader(lsh, cache=cache, prefetch_segments=0)
     reader.read(0, None, 10)
-    opened = reader._holder[0]
+    opened = reader._opener.current
     for start in range(10, 200, 10):
         batch = reader.read(start, None, 10)
         assert (batch.cache_hits, batch.cache_misses) == (0, 0)
-        assert reader._holder[0] is opened
+        assert reader._opener.current is opened
     assert cache.stats().misses == 1
     assert cache.stats().hits == 0
 
@@ -352,7 +352,7 @@ def test_range_reads_equal_whole_object_reads(tmp_path: pathlib.Path, store: Obj
     assert [r[0] for r in batch.records] == list(range(450, 460))
     assert batch.bytes_fetched < first.size_bytes / 2
     assert not fresh_cache.contains(segment_cache_key(lsh.store, first))
-    assert fresh._holder[0] is not None and not fresh._holder[0].reader.crc_verified
+    assert fresh._opener.current is not None and not fresh._opener.current.reader.crc_verified
 
 
 def test_estimate_bytes_prorates_known_segments(tmp_path: pathlib.Path, store: ObjectStore) -> None:
@@ -492,7 +492,7 @@ def test_prefetch_look_ahead_doubles_when_a_read_catches_up_with_it(
         threading.Event().wait(0.005)
     gate.set()
     thread.join(10)
-    assert reader._depth == 2
+    assert reader._opener.depth == 2
     (caught_up,) = batches
     assert caught_up.prefetch_hits == 1  # type: ignore[attr-defined]
     assert caught_up.prefetches == 2  # type: ignore[attr-defined]  # segments 2 and 3

@@ -3,38 +3,28 @@
 * :class:`PartitionDescriptor` — one partition to read and its start/stop policy: the element
   of the splittable read DoFn (and of :class:`~streamhouse_beam.ReadAllFromStreamHouse`).
 * :class:`ReadConfig` — everything a worker needs to read (URLs, reader and cache options,
-  decoding, output kind, commits); frozen and picklable, never holding a client.
-* :class:`WorkerResources` — the per-process metadata store, object store and segment cache
-  built from a config, shared by every DoFn instance and thread of the worker.
-* :class:`RecordBudget` — the process-wide ``max_records`` counter of one transform instance.
+  decoding, output kind, commits); frozen and picklable, never holding a client. What a worker
+  builds from it (clients, cache, budget) is in :mod:`streamhouse_beam.beam.worker_state`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from streamhouse_beam.beam.event_time import EventTimePolicy
-from streamhouse_beam.cache import SegmentCache, get_worker_cache
 from streamhouse_beam.decoders import ValueDecoder
 from streamhouse_beam.errors import redact
-from streamhouse_beam.metadata import MetadataStore, open_metadata
 from streamhouse_beam.partition_reader import ReadOptions
 from streamhouse_beam.positions import StartPosition, StopPosition
 from streamhouse_beam.records import TopicPartition
-from streamhouse_beam.storage import ObjectStore, open_store
 
 __all__ = [
     "NewPartitionsDescriptor",
     "PartitionDescriptor",
     "ReadConfig",
-    "RecordBudget",
-    "WorkerResources",
     "as_descriptor",
-    "budget_for",
-    "worker_resources",
 ]
 
 
@@ -168,82 +158,6 @@ class ReadConfig:
         # metadata URL's password into tracebacks and logs; show what display() shows.
         shown = ", ".join(f"{k}={v!r}" for k, v in self.display().items())
         return f"ReadConfig({shown}, run_id={self.run_id!r})"
-
-
-class WorkerResources:
-    """The metadata store, object store and segment cache of one worker process."""
-
-    def __init__(self, config: ReadConfig) -> None:
-        self.metadata: MetadataStore = open_metadata(
-            config.metadata_url, config.organization_id, **dict(config.metadata_options)
-        )
-        self.store: ObjectStore = open_store(config.storage_url, dict(config.storage_options))
-        self.cache: SegmentCache = get_worker_cache(
-            max_bytes=config.cache_max_bytes,
-            prefetch_workers=config.prefetch_workers,
-            spill_dir=config.spill_dir,
-        )
-
-
-_RESOURCES: dict[tuple[Any, ...], WorkerResources] = {}
-_RESOURCES_LOCK = threading.Lock()
-
-
-def worker_resources(config: ReadConfig) -> WorkerResources:
-    """This process's shared resources for ``config`` (created once; clients open lazily)."""
-    key = config.resources_key()
-    with _RESOURCES_LOCK:
-        found = _RESOURCES.get(key)
-        if found is None:
-            found = _RESOURCES[key] = WorkerResources(config)
-        return found
-
-
-class RecordBudget:
-    """How many more records a transform instance may emit in this process (``max_records``).
-
-    Beam has no cross-worker counter, so the budget is per process: on a single-process runner
-    (FnApiRunner, the CLI) the pipeline emits exactly ``max_records`` records (or all there are);
-    with ``W`` worker processes it emits at most ``W * max_records``.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def take(self, wanted: int) -> int:
-        """Reserve up to ``wanted`` records; returns how many were granted."""
-        with self._lock:
-            granted = max(0, min(wanted, self.limit - self._used))
-            self._used += granted
-            return granted
-
-    def give_back(self, unused: int) -> None:
-        """Return records reserved but not emitted (a split took them)."""
-        if unused > 0:
-            with self._lock:
-                self._used -= unused
-
-    @property
-    def exhausted(self) -> bool:
-        with self._lock:
-            return self._used >= self.limit
-
-
-_BUDGETS: dict[str, RecordBudget] = {}
-_BUDGETS_LOCK = threading.Lock()
-
-
-def budget_for(config: ReadConfig) -> RecordBudget | None:
-    """The process-wide budget of the transform instance ``config`` belongs to."""
-    if config.max_records is None:
-        return None
-    with _BUDGETS_LOCK:
-        budget = _BUDGETS.get(config.run_id)
-        if budget is None:
-            budget = _BUDGETS[config.run_id] = RecordBudget(config.max_records)
-        return budget
 
 
 def options_tuple(name: str, options: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:

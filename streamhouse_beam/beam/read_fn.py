@@ -52,7 +52,6 @@ import logging
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
@@ -72,10 +71,6 @@ from streamhouse_beam.beam.descriptors import (
     NewPartitionsDescriptor,
     PartitionDescriptor,
     ReadConfig,
-    RecordBudget,
-    WorkerResources,
-    budget_for,
-    worker_resources,
 )
 from streamhouse_beam.beam.emit import (
     check_event_time,
@@ -95,6 +90,14 @@ from streamhouse_beam.beam.watermark import (
     PartitionWatermarkEstimator,
     PartitionWatermarkEstimatorProvider,
     WatermarkStateCoder,
+)
+from streamhouse_beam.beam.worker_state import (
+    RecordBudget,
+    RunLease,
+    WorkerResources,
+    new_retries,
+    run_state,
+    worker_resources,
 )
 from streamhouse_beam.errors import DecodeError
 from streamhouse_beam.partition_reader import PartitionReader, ReadBatch
@@ -122,44 +125,27 @@ _BUNDLE_PREFETCH_PARTITIONS = 64
 #: The record count a read call asks for when the poll has no record limit (bytes end it).
 _NO_RECORD_LIMIT = sys.maxsize
 
-# Process-wide: when each (transform run, partition) last found nothing new, so a resumed
-# caught-up restriction waits out the poll interval even on runners that resume at once.
-_LAST_EMPTY_POLL: dict[tuple[str, Hashable], float] = {}
-# Process-wide: the latest known read position of each partition of each transform run, used
-# to prefetch the first segment of every partition when a bundle starts.
-_POSITIONS: dict[str, dict[TopicPartition, int]] = {}
-# Process-wide: the highest offset committed per (group, partition), so commits never regress.
-_COMMITTED: dict[tuple[str, str, TopicPartition], int] = {}
-# Process-wide: one lock per (group, partition) held across a commit's check and its write.
-_COMMIT_LOCKS: dict[tuple[str, str, TopicPartition], threading.Lock] = {}
-_STATE_LOCK = threading.Lock()
-# Process-wide: retries already reported as ``storage_retries``/``metadata_retries``, per store.
-# Stores are shared by every DoFn instance of the worker, so each reports only the new ones.
-_RETRIES_REPORTED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+# What the DoFns remember between calls (poll pacing, read positions, the max_records budget,
+# committed offsets) lives in beam/worker_state.py, per transform run and worker process, with
+# a lifetime. These helpers are its call sites; a pacing key is (run id, what is paced).
 
 
 def _pace(key: tuple[str, Hashable], interval: float) -> None:
     """Sleep until ``interval`` has passed since ``key`` last found nothing (bounded)."""
-    with _STATE_LOCK:
-        last = _LAST_EMPTY_POLL.get(key)
-    if last is None:
-        return
-    wait = interval - (time.monotonic() - last)
-    if wait > 0:
-        time.sleep(min(wait, interval))
+    run_state(key[0]).pace(key[1], interval)
 
 
 def _note_empty_poll(key: tuple[str, Hashable], empty: bool) -> None:
-    with _STATE_LOCK:
-        if empty:
-            _LAST_EMPTY_POLL[key] = time.monotonic()
-        else:
-            _LAST_EMPTY_POLL.pop(key, None)
+    run_state(key[0]).note_empty_poll(key[1], empty)
 
 
 def _note_position(run_id: str, tp: TopicPartition, offset: int) -> None:
-    with _STATE_LOCK:
-        _POSITIONS.setdefault(run_id, {})[tp] = offset
+    run_state(run_id).note_position(tp, offset)
+
+
+def _listing_due(run_id: str, topic: str, interval: float) -> bool:
+    """Whether ``topic``'s partitions are due to be listed again (then they count as listed)."""
+    return run_state(run_id).listing_due(("listing", topic), interval)
 
 
 class _PartitionView:
@@ -262,26 +248,7 @@ class _Committer:
         self.offset = offset
 
     def __call__(self) -> None:
-        key = (self.resources.metadata.url, self.group, self.tp)
-        with _STATE_LOCK:
-            if _COMMITTED.get(key, -1) >= self.offset:
-                return
-            lock = _COMMIT_LOCKS.setdefault(key, threading.Lock())
-        # Runners finalize several bundles at once, each callback on a thread of its own: two
-        # commits of one partition must not both read the old offset, or the lower one could
-        # be written last.
-        with lock:
-            with _STATE_LOCK:
-                if _COMMITTED.get(key, -1) >= self.offset:
-                    return
-            metadata = self.resources.metadata
-            current = metadata.committed_offset(self.group, self.tp.topic, self.tp.partition)
-            if current is not None and current >= self.offset:
-                return
-            metadata.commit_offsets(self.group, {self.tp: self.offset})
-            with _STATE_LOCK:
-                if _COMMITTED.get(key, -1) < self.offset:
-                    _COMMITTED[key] = self.offset
+        self.resources.commit_offset(self.group, self.tp, self.offset)
 
 
 def _largest_event_time(outputs: list[Any]) -> int | None:
@@ -320,7 +287,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
 
     def _reset(self) -> None:
         self._watermarks = PartitionWatermarkEstimatorProvider(self.config.event_time)
-        self._resources: WorkerResources | None = None
+        self._lease: RunLease | None = None
         self._readers: dict[TopicPartition, PartitionReader] = {}
         self._sizers: dict[TopicPartition, PartitionReader] = {}
         self._sizer_lock = threading.Lock()
@@ -341,10 +308,15 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
     # ------------------------------------------------------------------ shared resources
 
     def _res(self) -> WorkerResources:
-        if self._resources is None:
-            self._resources = worker_resources(self.config)
-            self._budget = budget_for(self.config)
-        return self._resources
+        lease = self._lease
+        if lease is None or lease.stale:
+            if lease is not None:
+                # Forked since: the readers hold the parent's clients and cache.
+                self._readers.clear()
+                self._sizers.clear()
+            lease = self._lease = RunLease(self.config)
+            self._budget = lease.budget
+        return lease.resources
 
     def _new_reader(self, tp: TopicPartition) -> PartitionReader:
         res = self._res()
@@ -472,12 +444,15 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             reader.close()
         self._readers.clear()
         self._sizers.clear()
+        if self._lease is not None:
+            # The run's state and the resources go once no instance of the run holds them.
+            self._lease.release()
+            self._lease = None
 
     def _prefetch_bundle(self, current: TopicPartition) -> None:
         """Prefetch the first segment of every other partition this worker knows about."""
         self._bundle_prefetched = True
-        with _STATE_LOCK:
-            positions = dict(_POSITIONS.get(self.config.run_id, {}))
+        positions = run_state(self.config.run_id).positions()
         positions.pop(current, None)
         items = []
         for tp, offset in list(positions.items())[:_BUNDLE_PREFETCH_PARTITIONS]:
@@ -540,12 +515,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
     @staticmethod
     def _new_retries(store: Any) -> int:
         """Retries ``store`` made (reads, prefetches, commits) since they were last reported."""
-        total = int(getattr(store, "retry_count", 0))
-        with _STATE_LOCK:
-            new = total - _RETRIES_REPORTED.get(store, 0)
-            if new > 0:
-                _RETRIES_REPORTED[store] = total
-        return max(new, 0)
+        return new_retries(store)
 
     # ------------------------------------------------------------------ process
 
@@ -873,12 +843,7 @@ class ReadPartitionsFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         res = self._res()
         key = (config.run_id, ("new", element.topic))
         _pace(key, config.poll_interval)
-        with _STATE_LOCK:
-            last_listing = _LAST_EMPTY_POLL.get((config.run_id, ("listing", element.topic)))
-        now = time.monotonic()
-        if last_listing is None or now - last_listing >= config.partition_discovery_interval:
-            with _STATE_LOCK:
-                _LAST_EMPTY_POLL[(config.run_id, ("listing", element.topic))] = now
+        if _listing_due(config.run_id, element.topic, config.partition_discovery_interval):
             count = len(res.metadata.partitions(element.topic))
             for partition in range(restriction.next_partition, count):
                 tp = TopicPartition(element.topic, partition)
