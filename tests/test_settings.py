@@ -1,6 +1,6 @@
 """The settings model: each setting's default and check in one place, and every way of building a
-read (``ReadFromStreamHouse``, ``ReadAllFromStreamHouse``, the ``read`` command) ending with the
-same settings when given the same options.
+read (``ReadFromStreamHouse``, ``ReadAllFromStreamHouse``, the ``read`` command, the YAML
+provider) ending with the same settings when given the same options.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from streamhouse_beam import (
     StopPosition,
 )
 from streamhouse_beam.beam.descriptors import ReadConfig
+from streamhouse_beam.beam.yaml_provider import read_from_streamhouse
 from streamhouse_beam.cli import build_parser
 from streamhouse_beam.cli.read import build_read
 from streamhouse_beam.decoders import JsonDecoder
@@ -175,6 +176,15 @@ def test_the_command_line_reads_with_the_model_defaults() -> None:
             poll_interval=0.5,
         )
     )
+
+
+def test_the_yaml_provider_reads_with_the_model_defaults_but_text_rows() -> None:
+    yaml_read = read_from_streamhouse("t", METADATA_URL, STORAGE_URL)
+    # What the YAML provider chooses on purpose: schema rows with text values.
+    assert _comparable(yaml_read.config) == _comparable(
+        _read_from(output="rows", value_decoder="utf-8")
+    )
+    assert yaml_read.config.event_time == EventTimePolicy.record_time()
 
 
 # ------------------------------------------------------------------------- the checks
