@@ -53,7 +53,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from runner_services import FlinkJobServerService, PrismService, run_main
 
 from streamhouse_beam import ReadFromStreamHouse, StopPosition
-from streamhouse_beam.beam.transforms import DEFAULT_MAX_POLL_RECORDS
+from streamhouse_beam.settings import DEFAULT_MAX_POLL_RECORDS
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 BIG_POLL = 50_000

@@ -35,7 +35,7 @@ import bench_decode
 import bench_throughput as bt
 import common
 
-from streamhouse_beam.poll_limits import DEFAULT_MAX_POLL_BYTES, DEFAULT_MAX_POLL_RECORDS
+from streamhouse_beam.settings import DEFAULT_MAX_POLL_BYTES, DEFAULT_MAX_POLL_RECORDS
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 #: The ceiling SDF checkpoints every this many records, as the records pair (default) does.

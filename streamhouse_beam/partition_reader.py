@@ -78,46 +78,56 @@ MissingPolicy = Literal["fail", "skip"]
 
 @dataclasses.dataclass(frozen=True)
 class ReadOptions:
-    """How a :class:`PartitionReader` reads.
+    """How a :class:`PartitionReader` reads segments: the read transforms' reader settings.
+
+    The first five are arguments of the read transforms (see :mod:`streamhouse_beam.settings`,
+    whose defaults for them are these); the others are tuned here.
 
     Attributes:
         verify_crc: check each whole segment's CRC-32 (never possible on the range-read path).
         prefetch_threshold: fraction of the current segment's offsets consumed after which the
             next segments are prefetched (StreamHouse's 80 %).
         prefetch_segments: how many following segments to prefetch; 0 disables prefetch.
-        max_prefetch_segments: the look-ahead doubles, up to this many segments, each time a
-            read still has to wait for a segment that was prefetched (the consumer is
-            faster than one download); the cache's budget bounds it in any case.
         on_missing_segment: ``"fail"`` raises :class:`DataLossError` for a segment object that
             no longer exists; ``"skip"`` skips its offsets and reports them in ``lost_ranges``.
         range_reads: start inside an uncached segment with ranged GETs (footer, index, blocks)
             instead of downloading the whole object.
+        max_prefetch_segments: the look-ahead doubles, up to this many segments, each time a
+            read still has to wait for a segment that was prefetched (the consumer is
+            faster than one download); the cache's budget bounds it in any case.
         max_block_bytes: largest declared uncompressed block accepted (corruption guard).
         metadata_refresh_seconds: the segment list and readable end are re-read when older.
+
+    Raises:
+        TypeError: a setting of the wrong type (named, with the value).
+        ValueError: a setting out of range (named, with the value).
     """
 
     verify_crc: bool = True
     prefetch_threshold: float = 0.8
     prefetch_segments: int = 2
-    max_prefetch_segments: int = 16
     on_missing_segment: MissingPolicy = "fail"
     range_reads: bool = False
+    max_prefetch_segments: int = 16
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
     metadata_refresh_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.prefetch_threshold <= 1.0:
-            raise ValueError(
-                f"prefetch_threshold must be within [0, 1], got {self.prefetch_threshold!r}"
-            )
-        if not isinstance(self.prefetch_segments, int) or self.prefetch_segments < 0:
-            raise ValueError(
-                f"prefetch_segments must be an int >= 0, got {self.prefetch_segments!r}"
-            )
-        if not isinstance(self.max_prefetch_segments, int) or self.max_prefetch_segments < 0:
-            raise ValueError(
-                f"max_prefetch_segments must be an int >= 0, got {self.max_prefetch_segments!r}"
-            )
+        for flag in ("verify_crc", "range_reads"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        threshold: object = self.prefetch_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise TypeError(f"prefetch_threshold must be a number, got {threshold!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"prefetch_threshold must be within [0, 1], got {threshold!r}")
+        object.__setattr__(self, "prefetch_threshold", float(threshold))
+        for count in ("prefetch_segments", "max_prefetch_segments"):
+            value = getattr(self, count)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{count} must be an int, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{count} must be >= 0, got {value!r}")
         if self.on_missing_segment not in ("fail", "skip"):
             raise ValueError(
                 f"on_missing_segment must be 'fail' or 'skip', got {self.on_missing_segment!r}"

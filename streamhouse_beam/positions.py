@@ -33,6 +33,11 @@ Stop positions (exclusive: the first offset *not* read):
                                          partition until one appears, or until it is caught up
                                          and its idle watermark (now - max delay) passes ``ms``
 =======================================  =========================================================
+
+The command line and the Beam YAML provider spell positions as text (``earliest``,
+``offset:N``, ``committed:GROUP``...): :meth:`StartPosition.parse` and
+:meth:`StopPosition.parse` are the one reading of that text (:data:`START_TEXTS`,
+:data:`STOP_TEXTS`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from streamhouse_beam.errors import NoCommittedOffsetError
 from streamhouse_beam.records import TopicPartition
 
 __all__ = [
+    "START_TEXTS",
+    "STOP_TEXTS",
     "NoCommittedOffsetError",
     "PartitionView",
     "ResolvedStop",
@@ -58,6 +65,11 @@ StopKind = Literal["latest", "offsets", "timestamp"]
 Fallback = Literal["earliest", "latest", "fail"]
 
 _U63 = (1 << 63) - 1
+
+#: The text forms :meth:`StartPosition.parse` reads.
+START_TEXTS = ("earliest", "latest", "offset:N", "timestamp:MS", "committed:GROUP")
+#: The text forms :meth:`StopPosition.parse` reads.
+STOP_TEXTS = ("latest", "offset:N", "timestamp:MS")
 
 
 class PartitionView(Protocol):
@@ -93,6 +105,23 @@ def _check_timestamp(arg: str, value: object) -> int:
     if not 0 <= value <= _U63:
         raise ValueError(f"{arg} must be a non-negative millisecond timestamp, got {value!r}")
     return value
+
+
+def _split_text(name: str, text: object) -> tuple[str, str]:
+    """``text`` cut at its first colon: ``("committed", "GROUP")``, ``("latest", "")``."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__} {text!r}")
+    kind, _, argument = text.partition(":")
+    return kind, argument
+
+
+def _is_number(argument: str) -> bool:
+    # ASCII digits only: int() would also take "+5", " 5", "1_000" and other scripts' digits.
+    return argument.isascii() and argument.isdigit()
+
+
+def _not_a_form(name: str, text: str, forms: tuple[str, ...]) -> ValueError:
+    return ValueError(f"{name} {text!r} is not {', '.join(forms[:-1])} or {forms[-1]}")
 
 
 # Offsets are stored sorted as ((topic or "", partition), offset) so equal maps compare and
@@ -148,7 +177,8 @@ class StartPosition:
 
     kind: StartKind
     group_id: str | None = None
-    fallback: Fallback = "earliest"
+    #: Where a partition without a committed or listed offset starts (an int: that offset).
+    fallback: Fallback | int = "earliest"
     offsets_by_partition: _OffsetItems = ()
     timestamp_ms: int | None = None
 
@@ -182,18 +212,23 @@ class StartPosition:
     def offsets(
         cls,
         offsets: Mapping[int | tuple[str, int], int],
-        default: Fallback = "earliest",
+        default: Fallback | int = "earliest",
     ) -> StartPosition:
         """Start at explicit offsets.
 
         Args:
             offsets: ``{partition: offset}`` (any topic) or ``{(topic, partition): offset}``;
                 a ``(topic, partition)`` key wins over a bare partition key.
-            default: start of partitions not listed: ``"earliest"``, ``"latest"`` or
-                ``"fail"`` (raise ValueError when such a partition is read).
+            default: start of partitions not listed: ``"earliest"``, ``"latest"``,
+                ``"fail"`` (raise ValueError when such a partition is read) or an offset
+                (``offsets({}, default=n)`` starts every partition at ``n``).
         """
-        if default not in ("earliest", "latest", "fail"):
-            raise ValueError(f"default must be 'earliest', 'latest' or 'fail', got {default!r}")
+        if isinstance(default, int) and not isinstance(default, bool):
+            default = _check_offset("default", default)
+        elif default not in ("earliest", "latest", "fail"):
+            raise ValueError(
+                f"default must be 'earliest', 'latest', 'fail' or an offset, got {default!r}"
+            )
         return cls(
             "offsets", fallback=default, offsets_by_partition=_normalize_offsets("offsets", offsets)
         )
@@ -203,6 +238,44 @@ class StartPosition:
         """Start at the first record whose timestamp (ms since the epoch) is ``>= timestamp_ms``."""
         return cls("timestamp", timestamp_ms=_check_timestamp("timestamp_ms", timestamp_ms))
 
+    @classmethod
+    def parse(cls, text: str, *, name: str = "start") -> StartPosition:
+        """The start a command-line or YAML string names (:data:`START_TEXTS`).
+
+        =====================  ===================================================
+        ``earliest``           :meth:`earliest`
+        ``latest``             :meth:`latest`
+        ``offset:N``           every partition from offset ``N``:
+                               ``offsets({}, default=N)``
+        ``timestamp:MS``       :meth:`timestamp` (milliseconds since the epoch)
+        ``committed:GROUP``    :meth:`committed` (``GROUP`` is everything after the
+                               first colon), falling back to earliest
+        =====================  ===================================================
+
+        Args:
+            text: one of the forms above, exactly (no spaces, lower case).
+            name: what ``text`` was given as (``"--start"``), for the error message.
+
+        Raises:
+            TypeError: ``text`` is not a str.
+            ValueError: ``text`` is none of the forms, or its number is out of range.
+        """
+        kind, argument = _split_text(name, text)
+        try:
+            if text == "earliest":
+                return cls.earliest()
+            if text == "latest":
+                return cls.latest()
+            if kind == "committed" and argument:
+                return cls.committed(argument)
+            if kind == "offset" and _is_number(argument):
+                return cls.offsets({}, default=int(argument))
+            if kind == "timestamp" and _is_number(argument):
+                return cls.timestamp(int(argument))
+        except ValueError as exc:
+            raise ValueError(f"{name} {text!r}: {exc}") from None
+        raise _not_a_form(name, text, START_TEXTS)
+
     def resolve(self, tp: TopicPartition, view: PartitionView) -> int:
         """The first offset to read in ``tp``.
 
@@ -211,7 +284,7 @@ class StartPosition:
             ValueError: ``offsets(..., default="fail")`` and ``tp`` is not listed.
         """
         offset: int | None
-        fallback: Fallback = self.fallback
+        fallback = self.fallback
         if self.kind == "earliest":
             offset = view.earliest_offset()
         elif self.kind == "latest":
@@ -232,7 +305,12 @@ class StartPosition:
                     f"{tp.partition} and default='fail'"
                 )
         if offset is None:
-            offset = view.earliest_offset() if fallback == "earliest" else view.readable_end()
+            if isinstance(fallback, int):
+                offset = fallback
+            elif fallback == "earliest":
+                offset = view.earliest_offset()
+            else:
+                offset = view.readable_end()
         # Offsets below the earliest readable one were removed by retention.
         return max(offset, view.earliest_offset())
 
@@ -272,7 +350,8 @@ class StopPosition:
 
     kind: StopKind
     offsets_by_partition: _OffsetItems = ()
-    default: Literal["latest", "unbounded"] = "latest"
+    #: The stop of partitions ``offsets`` does not list (an int: that offset).
+    default: Literal["latest", "unbounded"] | int = "latest"
     timestamp_ms: int | None = None
 
     @classmethod
@@ -284,17 +363,20 @@ class StopPosition:
     def offsets(
         cls,
         offsets: Mapping[int | tuple[str, int], int],
-        default: Literal["latest", "unbounded"] = "latest",
+        default: Literal["latest", "unbounded"] | int = "latest",
     ) -> StopPosition:
         """Stop before explicit offsets (exclusive).
 
         Args:
             offsets: ``{partition: stop}`` or ``{(topic, partition): stop}``. A stop beyond the
                 readable end waits for the records to arrive.
-            default: for unlisted partitions, ``"latest"`` or ``"unbounded"`` (tail them).
+            default: for unlisted partitions, ``"latest"``, ``"unbounded"`` (tail them) or an
+                offset (``offsets({}, default=n)`` stops every partition before ``n``).
         """
-        if default not in ("latest", "unbounded"):
-            raise ValueError(f"default must be 'latest' or 'unbounded', got {default!r}")
+        if isinstance(default, int) and not isinstance(default, bool):
+            default = _check_offset("default", default)
+        elif default not in ("latest", "unbounded"):
+            raise ValueError(f"default must be 'latest', 'unbounded' or an offset, got {default!r}")
         return cls(
             "offsets", offsets_by_partition=_normalize_offsets("offsets", offsets), default=default
         )
@@ -304,6 +386,39 @@ class StopPosition:
         """Stop before the first record whose timestamp is ``>= timestamp_ms``."""
         return cls("timestamp", timestamp_ms=_check_timestamp("timestamp_ms", timestamp_ms))
 
+    @classmethod
+    def parse(cls, text: str, *, name: str = "stop") -> StopPosition:
+        """The stop a command-line or YAML string names (:data:`STOP_TEXTS`).
+
+        =====================  ===================================================
+        ``latest``             :meth:`latest`
+        ``offset:N``           every partition before offset ``N``:
+                               ``offsets({}, default=N)``
+        ``timestamp:MS``       :meth:`timestamp` (milliseconds since the epoch)
+        =====================  ===================================================
+
+        No text means no stop (a tailing read): callers map their "not given" to ``None``.
+
+        Args:
+            text: one of the forms above, exactly (no spaces, lower case).
+            name: what ``text`` was given as (``"--stop"``), for the error message.
+
+        Raises:
+            TypeError: ``text`` is not a str.
+            ValueError: ``text`` is none of the forms, or its number is out of range.
+        """
+        kind, argument = _split_text(name, text)
+        try:
+            if text == "latest":
+                return cls.latest()
+            if kind == "offset" and _is_number(argument):
+                return cls.offsets({}, default=int(argument))
+            if kind == "timestamp" and _is_number(argument):
+                return cls.timestamp(int(argument))
+        except ValueError as exc:
+            raise ValueError(f"{name} {text!r}: {exc}") from None
+        raise _not_a_form(name, text, STOP_TEXTS)
+
     def resolve(self, tp: TopicPartition, view: PartitionView, start: int) -> ResolvedStop:
         """The stop for ``tp`` given the resolved ``start`` (never below it)."""
         if self.kind == "latest":
@@ -311,6 +426,8 @@ class StopPosition:
         if self.kind == "offsets":
             offset = _lookup(self.offsets_by_partition, tp)
             if offset is None:
+                if isinstance(self.default, int):
+                    return ResolvedStop(max(start, self.default))
                 if self.default == "unbounded":
                     return ResolvedStop(None)
                 return ResolvedStop(max(start, view.readable_end()))

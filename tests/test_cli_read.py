@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from streamhouse_beam.cli import main
-from tests.read_helpers import local_streamhouse
+from tests.read_helpers import local_streamhouse, write_topic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -406,3 +406,30 @@ def test_format_json_names_the_record_whose_value_is_not_json(
     assert main([*args, "--format", "json"]) == 1
     err = capsys.readouterr().err
     assert "cannot decode value of 't' partition 0 offset 2: not JSON" in err
+
+
+@pytest.mark.parametrize(
+    ("positions", "planned"),
+    [
+        (["--stop", "latest"], 20),
+        (["--start", "offset:6", "--stop", "offset:8"], 4),
+        (["--start", "offset:12", "--stop", "latest"], 0),
+        (["--start", "latest", "--stop", "latest"], 0),
+        # Partition 0 committed 7 (3 left), partition 1 never (all 10 from earliest).
+        (["--start", "committed:g", "--stop", "latest"], 13),
+        (["--start", "committed:g", "--stop", "latest", "--max-records", "5"], 5),
+        (["--start", "timestamp:0", "--stop", "latest"], None),
+        (["--stop", "timestamp:0", "--max-records", "3"], 3),
+        ([], None),
+    ],
+)
+def test_a_bounded_read_s_size_is_planned_from_its_parsed_positions(
+    tmp_path: pathlib.Path, positions: list[str], planned: int | None
+) -> None:
+    from streamhouse_beam.cli import build_parser
+    from streamhouse_beam.cli.read import _check_before_running, build_read
+
+    house = write_topic(tmp_path, "t", [[b"v"] * 10, [b"v"] * 10])
+    house.commit("g", {("t", 0): 7})
+    args, _ = build_parser().parse_known_args(_args(tmp_path, "--topic", "t", *positions))
+    assert _check_before_running(args, build_read(args), in_process=True) == planned

@@ -23,10 +23,10 @@ from streamhouse_beam.beam.read_fn import ReadPartitionsFn
 from streamhouse_beam.beam.restriction import PartitionRestriction
 from streamhouse_beam.cache import SegmentCache
 from streamhouse_beam.partition_reader import PartitionReader
-from streamhouse_beam.poll_limits import (
+from streamhouse_beam.settings import (
     DEFAULT_MAX_POLL_BYTES,
     DEFAULT_MAX_POLL_RECORDS,
-    poll_limits,
+    PollSettings,
 )
 from streamhouse_beam.storage.base import ObjectStore
 from tests import partition_layouts
@@ -129,6 +129,10 @@ def test_reader_refuses_a_byte_budget_below_one(
 
 
 # ------------------------------------------------------------------- options and defaults
+
+
+def poll_limits(output: str, records: int | None, nbytes: int | None) -> tuple[Any, Any]:
+    return PollSettings(max_poll_records=records, max_poll_bytes=nbytes).limits(output)
 
 
 def test_defaults_depend_on_the_output() -> None:

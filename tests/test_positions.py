@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 
 import pytest
 
@@ -129,3 +130,109 @@ def test_positions_are_hashable_picklable_and_describe_themselves() -> None:
         assert hash(position) == hash(pickle.loads(pickle.dumps(position)))
         assert position.describe()
     assert StartPosition.offsets({0: 1, 1: 2}) == StartPosition.offsets({1: 2, 0: 1})
+
+
+def test_an_offset_default_applies_to_every_unlisted_partition() -> None:
+    start = StartPosition.offsets({0: 6}, default=9)
+    assert start.resolve(TP, View()) == 9
+    assert start.resolve(TopicPartition("orders", 0), View()) == 6
+    # Below the earliest readable offset: raised to it, as a listed offset is.
+    assert StartPosition.offsets({}, default=2).resolve(TP, View()) == 5
+    stop = StopPosition.offsets({0: 6}, default=12)
+    assert stop.resolve(TP, View(), 5) == ResolvedStop(12)
+    assert stop.resolve(TP, View(), 14) == ResolvedStop(14)
+    assert StartPosition.offsets({}, default=3).describe() == "offsets({}, default=3)"
+    for bad, error in ((True, ValueError), (-1, ValueError), (1.5, ValueError)):
+        with pytest.raises(error, match="default"):
+            StartPosition.offsets({}, default=bad)  # type: ignore[arg-type]
+        with pytest.raises(error, match="default"):
+            StopPosition.offsets({}, default=bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------ text forms
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("earliest", StartPosition.earliest()),
+        ("latest", StartPosition.latest()),
+        ("offset:0", StartPosition.offsets({}, default=0)),
+        ("offset:42", StartPosition.offsets({}, default=42)),
+        ("timestamp:1767225600000", StartPosition.timestamp(1767225600000)),
+        ("committed:billing", StartPosition.committed("billing")),
+        # The group is everything after the first colon.
+        ("committed:team:billing", StartPosition.committed("team:billing")),
+    ],
+)
+def test_start_parse_reads_every_text_form(text: str, expected: StartPosition) -> None:
+    assert StartPosition.parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("latest", StopPosition.latest()),
+        ("offset:8", StopPosition.offsets({}, default=8)),
+        ("timestamp:99", StopPosition.timestamp(99)),
+    ],
+)
+def test_stop_parse_reads_every_text_form(text: str, expected: StopPosition) -> None:
+    assert StopPosition.parse(text) == expected
+
+
+def test_parsed_offsets_resolve_to_that_offset_in_every_partition() -> None:
+    start = StartPosition.parse("offset:7")
+    stop = StopPosition.parse("offset:9")
+    for tp in (TP, TopicPartition("other", 3)):
+        first = start.resolve(tp, View())
+        assert (first, stop.resolve(tp, View(), first)) == (7, ResolvedStop(9))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "yesterday",
+        "Earliest",
+        " earliest",
+        "earliest:",
+        "offset:",
+        "offset:-1",
+        "offset:+5",
+        "offset: 5",
+        "offset:1_000",
+        "offset:1.5",
+        "offset:\u0661",  # an Arabic-Indic digit: int() would take it
+        "timestamp:",
+        "timestamp:soon",
+        "committed:",
+        "committed",
+    ],
+)
+def test_start_parse_refuses_other_text_naming_it_and_the_forms(text: str) -> None:
+    forms = "earliest, latest, offset:N, timestamp:MS or committed:GROUP"
+    with pytest.raises(ValueError, match=f"^start {re.escape(repr(text))} is not {forms}$"):
+        StartPosition.parse(text)
+    with pytest.raises(ValueError, match=f"^--start {re.escape(repr(text))} is not"):
+        StartPosition.parse(text, name="--start")
+
+
+@pytest.mark.parametrize("text", ["earliest", "committed:g", "offset:x", "timestamp:-1", "none"])
+def test_stop_parse_refuses_other_text_naming_it_and_the_forms(text: str) -> None:
+    with pytest.raises(
+        ValueError, match=f"^stop {re.escape(repr(text))} is not latest, offset:N or timestamp:MS$"
+    ):
+        StopPosition.parse(text)
+
+
+def test_parse_names_numbers_out_of_range_and_refuses_non_text() -> None:
+    huge = str(1 << 63)
+    with pytest.raises(ValueError, match=rf"^--start 'offset:{huge}': default must be in"):
+        StartPosition.parse(f"offset:{huge}", name="--start")
+    with pytest.raises(ValueError, match=rf"^stop 'timestamp:{huge}': timestamp_ms must be"):
+        StopPosition.parse(f"timestamp:{huge}")
+    with pytest.raises(TypeError, match="start must be a str, got int 5"):
+        StartPosition.parse(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="stop must be a str, got NoneType None"):
+        StopPosition.parse(None)  # type: ignore[arg-type]

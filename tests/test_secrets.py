@@ -279,9 +279,11 @@ def test_display_data_shows_the_configuration_without_secrets() -> None:
     assert S3_ACCESS_KEY not in shown
 
 
-def test_transform_and_its_config_repr_hide_secrets() -> None:
+def test_transform_its_settings_and_its_config_repr_hide_secrets() -> None:
     transform = _transform()
-    shown = "\n".join([repr(transform), str(transform), repr(transform.config)])
+    shown = "\n".join(
+        [repr(transform), str(transform), repr(transform.settings), repr(transform.config)]
+    )
     assert _leaks(shown) == []
 
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from streamhouse_beam.beam.event_time import EventTimePolicy
@@ -105,7 +104,12 @@ def as_descriptor(
 
 @dataclasses.dataclass(frozen=True)
 class ReadConfig:
-    """Everything the read DoFns need; built and validated by the transforms."""
+    """Everything the read DoFns need, as plain attributes read on every poll.
+
+    Built by the transforms from their :class:`~streamhouse_beam.settings.ReadSettings`, which
+    state the defaults and check the values; this holds the resolved values (the poll limits
+    of the output kind, the decoder, the event-time policy) and no defaults of its own.
+    """
 
     metadata_url: str
     storage_url: str
@@ -128,9 +132,9 @@ class ReadConfig:
     commit_offsets_group: str | None
     max_records: int | None
     run_id: str
-    event_time: EventTimePolicy = EventTimePolicy.record_time()  # noqa: RUF009 - frozen value
+    event_time: EventTimePolicy
     #: Key and value bytes per poll; ``None``: no byte limit.
-    max_poll_bytes: int | None = None
+    max_poll_bytes: int | None
 
     def resources_key(self) -> tuple[Any, ...]:
         return (
@@ -159,14 +163,3 @@ class ReadConfig:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.display().items())
         return f"ReadConfig({shown}, run_id={self.run_id!r})"
 
-
-def options_tuple(name: str, options: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    """Validate a mapping argument and freeze it (sorted items) so configs hash and compare."""
-    if options is None:
-        return ()
-    if not isinstance(options, Mapping):
-        raise TypeError(f"{name} must be a mapping, got {type(options).__name__}")
-    for key in options:
-        if not isinstance(key, str):
-            raise TypeError(f"{name} keys must be str, got {key!r}")
-    return tuple(sorted(options.items()))

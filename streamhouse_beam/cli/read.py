@@ -38,9 +38,10 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from streamhouse_beam.poll_limits import DEFAULT_MAX_POLL_RECORDS
+from streamhouse_beam.positions import START_TEXTS, STOP_TEXTS
+from streamhouse_beam.settings import DEFAULT_MAX_POLL_RECORDS, PollSettings, SourceSettings
 
-__all__ = ["register"]
+__all__ = ["build_read", "register"]
 
 #: ``--format`` choices: how key and value bytes are written into the JSON line.
 FORMATS = ("base64", "text", "json")
@@ -66,23 +67,26 @@ def register(subparsers: Any) -> None:
         "--storage-url",
         default=None,
         metavar="URL",
-        help="file:///dir, s3://bucket (s3:// alone: each segment's bucket), gs://bucket; default s3://",
+        help="file:///dir, s3://bucket (s3:// alone: each segment's bucket), gs://bucket; "
+        f"default {SourceSettings.storage_url}",
     )
     parser.add_argument("--organization", default=None, metavar="ID", help="organization id")
     parser.add_argument(
         "--topic", required=True, action="append", metavar="T", help="topic (repeatable)"
     )
+    # Options left out take the read's defaults (streamhouse_beam.settings): None here is
+    # "not given", and only what is given is passed on.
     parser.add_argument(
         "--start",
-        default="earliest",
+        default=None,
         metavar="POS",
-        help="earliest | latest | offset:N | timestamp:MS | committed:GROUP (default earliest)",
+        help=f"{' | '.join(START_TEXTS)} (default {SourceSettings.start.describe()})",
     )
     parser.add_argument(
         "--stop",
         default=None,
         metavar="POS",
-        help="latest | offset:N | timestamp:MS (default: none, tail the topics)",
+        help=f"{' | '.join(STOP_TEXTS)} (default: none, tail the topics)",
     )
     parser.add_argument(
         "--max-records", type=int, default=None, metavar="N", help="stop after N records"
@@ -104,7 +108,11 @@ def register(subparsers: Any) -> None:
         "--max-poll-records too, at whichever comes first; default: no byte limit)",
     )
     parser.add_argument(
-        "--poll-interval", type=float, default=1.0, metavar="S", help="seconds between polls"
+        "--poll-interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"seconds between polls of a caught-up partition (default {PollSettings.poll_interval:g})",
     )
     parser.add_argument(
         "--output",
@@ -129,53 +137,26 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=_run, accepts_extra_args=True)
 
 
-def _offsets_for_all(
-    metadata_url: str, organization: str | None, topics: list[str], offset: int
-) -> Any:
-    from streamhouse_beam.metadata import open_metadata
+def build_read(args: argparse.Namespace) -> Any:
+    """The ``ReadFromStreamHouse`` the arguments describe; what they leave out is its default."""
+    from streamhouse_beam.beam.transforms import ReadFromStreamHouse
+    from streamhouse_beam.positions import StartPosition, StopPosition
 
-    with open_metadata(metadata_url, organization) as meta:
-        return {
-            (topic, info.partition): offset for topic in topics for info in meta.partitions(topic)
-        }
-
-
-def _parse_start(text: str, args: argparse.Namespace) -> Any:
-    from streamhouse_beam.positions import StartPosition
-
-    kind, _, arg = text.partition(":")
-    if text == "earliest":
-        return StartPosition.earliest()
-    if text == "latest":
-        return StartPosition.latest()
-    if kind == "committed" and arg:
-        return StartPosition.committed(arg)
-    if kind in ("offset", "timestamp") and arg.isdigit():
-        if kind == "timestamp":
-            return StartPosition.timestamp(int(arg))
-        return StartPosition.offsets(
-            _offsets_for_all(args.metadata_url, args.organization, args.topic, int(arg))
-        )
-    raise ValueError(
-        f"--start {text!r} is not earliest, latest, offset:N, timestamp:MS or committed:GROUP"
+    given: dict[str, Any] = {
+        "storage_url": args.storage_url,
+        "organization_id": args.organization,
+        "start": None if args.start is None else StartPosition.parse(args.start, name="--start"),
+        "stop": None if args.stop is None else StopPosition.parse(args.stop, name="--stop"),
+        "max_records": args.max_records,
+        "max_poll_records": args.max_poll_records,
+        "max_poll_bytes": args.max_poll_bytes,
+        "poll_interval": args.poll_interval,
+    }
+    return ReadFromStreamHouse(
+        args.topic,
+        metadata_url=args.metadata_url,
+        **{name: value for name, value in given.items() if value is not None},
     )
-
-
-def _parse_stop(text: str | None, args: argparse.Namespace) -> Any:
-    from streamhouse_beam.positions import StopPosition
-
-    if text is None:
-        return None
-    kind, _, arg = text.partition(":")
-    if text == "latest":
-        return StopPosition.latest()
-    if kind in ("offset", "timestamp") and arg.isdigit():
-        if kind == "timestamp":
-            return StopPosition.timestamp(int(arg))
-        return StopPosition.offsets(
-            _offsets_for_all(args.metadata_url, args.organization, args.topic, int(arg))
-        )
-    raise ValueError(f"--stop {text!r} is not latest, offset:N or timestamp:MS")
 
 
 def _text(record: Any, what: str, data: bytes) -> str:
@@ -240,7 +221,31 @@ def to_json_line(record: Any, fmt: str = "base64") -> str:
     )
 
 
-def _check_before_running(args: argparse.Namespace, in_process: bool) -> int | None:
+class _LaunchView:
+    """One partition as the metadata shows it at launch, to plan a bounded read's size."""
+
+    def __init__(self, meta: Any, topic: str, info: Any) -> None:
+        self._meta = meta
+        self._topic = topic
+        self._info = info
+
+    def earliest_offset(self) -> int:
+        return int(self._info.earliest_offset)
+
+    def readable_end(self) -> int:
+        return int(self._info.high_watermark)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int:
+        # Never asked: a timestamp's offset is in the segments' records, so a read with a
+        # timestamp position is not planned (its size stays unknown).
+        raise LookupError(f"timestamp {timestamp_ms} is not planned at launch")
+
+    def committed_offset(self, group_id: str) -> int | None:
+        committed = self._meta.committed_offset(group_id, self._topic, self._info.partition)
+        return None if committed is None else int(committed)
+
+
+def _check_before_running(args: argparse.Namespace, read: Any, in_process: bool) -> int | None:
     """Check what can be checked before the pipeline starts; return the records it will read.
 
     The metadata store opens and every topic exists (a missing one names the topics that do);
@@ -251,7 +256,9 @@ def _check_before_running(args: argparse.Namespace, in_process: bool) -> int | N
         ``--max-records``), or ``None`` when it cannot be known in advance (timestamps).
     """
     from streamhouse_beam.metadata import open_metadata
+    from streamhouse_beam.records import TopicPartition
 
+    start, stop = read.start, read.stop
     with open_metadata(args.metadata_url, args.organization) as meta:
         # A topic that does not exist raises here, naming the topics that do.
         infos = {topic: meta.partitions(topic) for topic in args.topic}
@@ -260,33 +267,21 @@ def _check_before_running(args: argparse.Namespace, in_process: bool) -> int | N
 
             with open_store(args.storage_url) as store:
                 store.check_root()
-        if args.stop is None:
+        if stop is None or "timestamp" in (start.kind, stop.kind):
             return args.max_records  # type: ignore[no-any-return]
         total = 0
         for topic, partitions in infos.items():
             for info in partitions:
-                first = _planned_offset(args.start, meta, topic, info)
-                last = _planned_offset(args.stop, meta, topic, info)
-                if first is None or last is None:
+                tp = TopicPartition(topic, info.partition)
+                view = _LaunchView(meta, topic, info)
+                first = start.resolve(tp, view)
+                last = stop.resolve(tp, view, first).offset
+                if last is None:
                     return args.max_records  # type: ignore[no-any-return]
-                total += max(0, last - max(first, info.earliest_offset))
+                total += last - first
         if args.max_records is not None:
             total = min(total, args.max_records)
         return total
-
-
-def _planned_offset(text: str, meta: Any, topic: str, info: Any) -> int | None:
-    kind, _, arg = text.partition(":")
-    if text == "earliest":
-        return int(info.earliest_offset)
-    if text == "latest":
-        return int(info.high_watermark)
-    if kind == "offset":
-        return int(arg)
-    if kind == "committed":
-        committed = meta.committed_offset(arg, topic, info.partition)
-        return int(info.earliest_offset) if committed is None else int(committed)
-    return None
 
 
 def _mode_for(path: str) -> int:
@@ -391,7 +386,6 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     )
 
     from streamhouse_beam.beam.local_runner import is_prism
-    from streamhouse_beam.beam.transforms import ReadFromStreamHouse
 
     options = PipelineOptions(_beam_args(extra, tailing=args.stop is None))
     runner_name = options.view_as(StandardOptions).runner
@@ -407,21 +401,9 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             f"--output - (standard output) needs the in-process runner; --runner {runner_name} "
             "writes a file: give --output PATH"
         )
-    start = _parse_start(args.start, args)
-    stop = _parse_stop(args.stop, args)
-    read = ReadFromStreamHouse(
-        args.topic,
-        metadata_url=args.metadata_url,
-        storage_url=args.storage_url,
-        organization_id=args.organization,
-        start=start,
-        stop=stop,
-        max_records=args.max_records,
-        max_poll_records=args.max_poll_records,
-        max_poll_bytes=args.max_poll_bytes,
-        poll_interval=args.poll_interval,
-    )
-    total = _check_before_running(args, in_process)
+    read = build_read(args)
+    stop = read.stop
+    total = _check_before_running(args, read, in_process)
     if fn_api:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
