@@ -162,4 +162,3 @@ class ReadConfig:
         # metadata URL's password into tracebacks and logs; show what display() shows.
         shown = ", ".join(f"{k}={v!r}" for k, v in self.display().items())
         return f"ReadConfig({shown}, run_id={self.run_id!r})"
-
