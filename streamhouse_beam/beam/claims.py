@@ -4,21 +4,22 @@ A per-record ``try_claim`` goes through Beam's thread-safe tracker (a lock), the
 tracker and Beam's offset tracker: about a microsecond per record, a large share of a read's
 per-record cost. A claim of the chunk's last offset covers every earlier offset (the
 restriction is an offset range), so :func:`claim_prefix` reads the current stop and claims the
-last offset below it while holding the thread-safe tracker's lock, so no split can move the
-stop in between. The outcome is one that per-record claims could also have produced (a split
+last offset below it. That is exact only if no split moves the stop between the read and the
+claim: a split landing there could leave the stop below the claimed offset, the claim is
+refused, and the records between the last claim and the new stop would belong to this
+restriction without ever being claimed or emitted (lost), since a tracker accepts only
+increasing claims. So the chunk claim holds the thread-safe tracker's lock across both steps;
+a tracker wrapper without that lock is claimed record by record (:func:`claim_each`).
+
+Under the lock the outcome is one that per-record claims could also have produced (a split
 lands before or after the chunk's claims), and the tracker ends in the same state: when some
 records do not fit, the first one past the stop is attempted (and refused) as the per-record
 loop would, so ``check_done`` sees the same last attempt.
 
-Partitions found by partition discovery are read under a
-:class:`~streamhouse_beam.beam.restriction.NewPartitionsTracker`, whose claims are
-``("offset", partition, offset)``. :class:`NewPartitionOffsets` presents one partition of it as a
-plain offset tracker, so the same chunk code (:func:`claim_prefix`, ``claim_batch``, the DoFn's
-conversion) serves both paths. That tracker has no stop: it refuses an offset claim only once
-checkpointed or ended, and no offset claim changes either. So a claim of the chunk's last offset
-is exact on its own (Beam's thread-safe tracker makes the one claim atomic against a
-checkpoint): it claims the whole chunk, leaving the position at last + 1 as per-record claims
-would, or nothing, as when the checkpoint lands before the first per-record claim.
+The chunk code does not call :func:`claim_prefix` directly: it claims through an
+:class:`OffsetClaims` target, :class:`PartitionOffsets` for a partition's own tracker here, and
+``NewPartitionOffsets`` (:mod:`streamhouse_beam.beam.discovery`) for a partition read by
+partition discovery.
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ from __future__ import annotations
 import bisect
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
+from streamhouse_beam.beam.restriction import PartitionRestrictionTracker
 
-from streamhouse_beam.beam.restriction import NewPartitionsTracker, PartitionRestrictionTracker
-
-__all__ = ["NewPartitionOffsets", "claim_each", "claim_prefix"]
+__all__ = [
+    "OffsetClaims",
+    "PartitionOffsets",
+    "claim_each",
+    "claim_prefix",
+]
 
 
 def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
@@ -41,8 +45,8 @@ def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
     Args:
         records: ``(offset, ...)`` tuples in increasing offset order, after every offset
             claimed so far.
-        tracker: the ``process()`` call's tracker: Beam's ``RestrictionTrackerView`` or a
-            bare :class:`PartitionRestrictionTracker`, or a :class:`NewPartitionOffsets`; any
+        tracker: the ``process()`` call's tracker of a :class:`PartitionRestriction`: Beam's
+            ``RestrictionTrackerView`` or a bare :class:`PartitionRestrictionTracker`; any
             other wrapper is claimed record by record, which is exact whatever it does.
 
     Returns:
@@ -50,8 +54,6 @@ def claim_prefix(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
     """
     if not records:
         return 0
-    if isinstance(tracker, NewPartitionOffsets):
-        return tracker.claim_prefix(records)
     inner = getattr(tracker, "_threadsafe_restriction_tracker", None)
     lock = getattr(inner, "_lock", None)
     if lock is None and not isinstance(tracker, PartitionRestrictionTracker):
@@ -82,46 +84,32 @@ def claim_each(records: Sequence[tuple[Any, ...]], tracker: Any) -> int:
     return take
 
 
-class NewPartitionOffsets:
-    """One partition's offsets of a new-partitions tracker, claimed like a partition tracker.
-
-    ``try_claim(offset)`` claims ``("offset", partition, offset)``; :func:`claim_prefix` claims
-    a chunk with one claim of its last offset when the tracker is a bare
-    :class:`NewPartitionsTracker` or Beam's view of one (see the module docstring), and record
-    by record through any other wrapper, which is exact whatever the wrapper does.
-
-    Args:
-        tracker: the ``process()`` call's tracker of a ``NewPartitionsRestriction``.
-        partition: the partition whose offsets are claimed.
-    """
-
-    __slots__ = ("_chunked", "_partition", "_tracker")
-
-    def __init__(self, tracker: Any, partition: int) -> None:
-        self._tracker = tracker
-        self._partition = partition
-        self._chunked = _is_new_partitions_tracker(tracker)
+class OffsetClaims(Protocol):
+    """Where a chunk of one partition claims its offsets."""
 
     def try_claim(self, offset: int) -> bool:
-        """Claim one offset of the partition (a record, or the last offset a read passed)."""
-        return bool(self._tracker.try_claim(("offset", self._partition, offset)))
+        """Claim one offset (the last one a read scanned past); False: a split took it."""
+        ...
 
     def claim_prefix(self, records: Sequence[tuple[Any, ...]]) -> int:
         """Claim the longest prefix of ``records`` the restriction holds; return its length."""
-        if not records:
-            return 0
-        if self._chunked:
-            return len(records) if self.try_claim(records[-1][0]) else 0
-        return claim_each(records, self)
+        ...
 
 
-def _is_new_partitions_tracker(tracker: Any) -> bool:
-    """Whether ``tracker`` claims exactly as a :class:`NewPartitionsTracker` (no wrapper logic)."""
-    if isinstance(tracker, NewPartitionsTracker):
-        return True
-    if type(tracker) is not RestrictionTrackerView:
-        return False
-    threadsafe = tracker._threadsafe_restriction_tracker
-    return type(threadsafe) is ThreadsafeRestrictionTracker and isinstance(
-        threadsafe._restriction_tracker, NewPartitionsTracker
-    )
+class PartitionOffsets:
+    """The offsets of a partition's own restriction, claimed on the ``process()`` call's tracker.
+
+    Args:
+        tracker: the call's tracker of a :class:`PartitionRestriction`.
+    """
+
+    __slots__ = ("_tracker",)
+
+    def __init__(self, tracker: Any) -> None:
+        self._tracker = tracker
+
+    def try_claim(self, offset: int) -> bool:
+        return bool(self._tracker.try_claim(offset))
+
+    def claim_prefix(self, records: Sequence[tuple[Any, ...]]) -> int:
+        return claim_prefix(records, self._tracker)

@@ -2,9 +2,9 @@
 
 Pipeline shape::
 
-    Impulse ─ topics ─ discover partitions ─ ReadPartitionsFn (splittable) ─ records
-                       (once for bounded reads; a watching SDF that also emits partitions
-                        created later for unbounded reads)
+    Impulse ─ topics ─ DiscoverPartitionsFn ─ ReadPartitionsFn (splittable) ─ records
+                       (lists the partitions     (reads them; for a tailing read also
+                        once)                     discovers the partitions created later)
 
 ``ReadAllFromStreamHouse`` starts at the splittable DoFn: its input is a PCollection of
 :class:`~streamhouse_beam.beam.descriptors.PartitionDescriptor` (or ``TopicPartition`` /
@@ -19,7 +19,6 @@ Options the pipeline's runner cannot honour are refused when the transform is ap
 from __future__ import annotations
 
 import dataclasses
-import typing
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,23 +27,17 @@ import apache_beam as beam
 from apache_beam.transforms.display import DisplayDataItem
 from apache_beam.transforms.window import GlobalWindows
 
-from streamhouse_beam.beam.coders import (
-    DeadLetterRecord,
-    StreamHouseRow,
-    StreamHouseTextRow,
-)
+from streamhouse_beam.beam.coders import DeadLetterRecord
 from streamhouse_beam.beam.descriptors import (
     PartitionDescriptor,
     ReadConfig,
     as_descriptor,
     options_tuple,
 )
+from streamhouse_beam.beam.discovery import DiscoverPartitionsFn
 from streamhouse_beam.beam.event_time import EventTimePolicy
-from streamhouse_beam.beam.read_fn import (
-    DEAD_LETTER_TAG,
-    DiscoverPartitionsFn,
-    partitions_fn,
-)
+from streamhouse_beam.beam.outputs import DEAD_LETTER_TAG, element_type
+from streamhouse_beam.beam.read_fn import partitions_fn
 from streamhouse_beam.beam.runner_checks import check_flink_job_server, check_offset_commits
 from streamhouse_beam.cache import DEFAULT_CACHE_BYTES, DEFAULT_PREFETCH_WORKERS
 from streamhouse_beam.decoders import make_decoder
@@ -56,7 +49,6 @@ from streamhouse_beam.poll_limits import (
     poll_limits,
 )
 from streamhouse_beam.positions import StartPosition, StopPosition
-from streamhouse_beam.records import StreamHouseRecord
 
 __all__ = [
     "DEFAULT_MAX_POLL_BYTES",
@@ -66,7 +58,8 @@ __all__ = [
     "ReadFromStreamHouse",
 ]
 
-#: Accepted values of ``output``. A new kind is added here and in ``ReadPartitionsFn._outputs``.
+#: Accepted values of ``output``. A new kind is added here and in
+#: :func:`streamhouse_beam.beam.outputs.output_kind`.
 OUTPUT_KINDS: tuple[str, ...] = ("records", "rows", "kv", "batches")
 
 #: ``storage_url=None`` reads from S3 with each segment row's bucket and the usual AWS settings.
@@ -258,20 +251,11 @@ def _read(
 ) -> Any:
     global_window = isinstance(descriptors.windowing.windowfn, GlobalWindows)
     pardo = beam.ParDo(partitions_fn(config, tailing=tailing, global_window=global_window))
-    if config.output == "rows":
-        element_type: Any = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
-    elif config.output == "kv":
-        element_type = typing.Tuple[bytes | None, typing.Any]  # noqa: UP006
-    elif config.output == "batches":
-        import pyarrow
-
-        element_type = pyarrow.RecordBatch
-    else:
-        element_type = StreamHouseRecord
+    records_type = element_type(config)
     if not config.dead_letter:
-        return descriptors | label >> pardo.with_output_types(element_type)
+        return descriptors | label >> pardo.with_output_types(records_type)
     result = descriptors | label >> pardo.with_outputs(DEAD_LETTER_TAG, main="records")
-    result.records.element_type = element_type
+    result.records.element_type = records_type
     result[DEAD_LETTER_TAG].element_type = DeadLetterRecord
     return result
 
