@@ -15,6 +15,7 @@ from apache_beam.runners.sdf_utils import (
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
 from streamhouse_beam import StartPosition, StopPosition
+from streamhouse_beam.beam import claims
 from streamhouse_beam.beam.descriptors import PartitionDescriptor
 from streamhouse_beam.beam.discovery import NewPartitionsDescriptor
 from streamhouse_beam.beam.restriction import PartitionRestriction
@@ -97,7 +98,12 @@ def _process_started(h: Harness, element: PartitionDescriptor) -> tuple[Any, Any
     return gen, tracker
 
 
-def test_a_split_during_the_call_stops_emission_at_the_split_point(topic: pathlib.Path) -> None:
+@pytest.mark.parametrize("locked_claims", [True, False])
+def test_a_split_during_the_call_stops_emission_at_the_split_point(
+    topic: pathlib.Path, locked_claims: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same outcome whether chunks are claimed under the view's lock or record by record.
+    monkeypatch.setattr(claims, "LOCKED_CLAIMS", locked_claims)
     h = Harness(topic, max_poll_records=50, stop=StopPosition.latest())
     h.fn.read_chunk_records = 3  # one poll reads (and claims) 0-2, then 3-5, then 6-8, ...
     element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
