@@ -20,9 +20,9 @@ from streamhouse_beam.beam.restriction import (
     PartitionRestrictionTracker,
 )
 from streamhouse_beam.beam.watermark import (
-    PartitionWatermarkEstimator,
     PartitionWatermarkEstimatorProvider,
     WatermarkStateCoder,
+    _PartitionWatermarkEstimator,
 )
 from streamhouse_beam.errors import StreamHouseError
 from streamhouse_beam.positions import StartPosition
@@ -152,7 +152,7 @@ def test_restriction_coder_refuses_unknown_versions() -> None:
 
 
 def test_watermark_is_monotonic_and_advances_when_idle() -> None:
-    estimator = PartitionWatermarkEstimator(None)
+    estimator = _PartitionWatermarkEstimator(None)
     assert estimator.current_watermark() == MIN_TIMESTAMP
     estimator.observe_event_time(100_000_000)
     estimator.observe_event_time(50_000_000)

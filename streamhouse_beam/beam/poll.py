@@ -23,6 +23,8 @@ whatever the output kind, then goes the same way out, in :meth:`Chunk.emit`:
 :meth:`Chunk.emit` is the only place the read makes outputs, which is what lets the watermark
 estimator ignore Beam's per-output ``observe_timestamp`` calls (a lock and a comparison per
 record): step 5 has already reported the same maximum, once per chunk.
+``tests/test_watermark_contract.py`` fails when an output of ``process()`` does not come from
+here or leaves before its event time was reported.
 """
 
 from __future__ import annotations
