@@ -102,3 +102,27 @@ class Harness:
             timestamped = item.value if isinstance(item, beam.pvalue.TaggedOutput) else item
             estimator.observe_timestamp(timestamped.timestamp)
         return out, tracker, estimator, finalizer
+
+
+def claim_batch(tp: Any, records: Any, offsets: Any) -> tuple[list[Any], int | None, int, bool]:
+    """The batches kind's claim and conversion of one chunk, as ``Chunk.emit`` runs them.
+
+    Args:
+        tp: the records' partition.
+        records: a ``pyarrow.RecordBatch`` or record tuples, in offset order.
+        offsets: where the chunk claims (``PartitionOffsets`` or ``NewPartitionOffsets``).
+
+    Returns:
+        ``(outputs, last claimed offset or None, records claimed, split)``.
+    """
+    from streamhouse_beam.beam.batches import BatchOutputs
+
+    kind = BatchOutputs()
+    if not len(records):
+        return [], None, 0, False
+    claimed, last = kind.claim(records, offsets)
+    split = claimed < len(records)
+    if not claimed:
+        return [], None, 0, split
+    outputs, _ = kind.convert(tp, records[:claimed], None)
+    return list(outputs), last, claimed, split

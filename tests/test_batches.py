@@ -24,12 +24,13 @@ from streamhouse_beam.beam import batches
 from streamhouse_beam.beam.batches import (
     BATCH_SCHEMA,
     RecordBatchCoder,
-    claim_batch,
     records_to_batch,
 )
+from streamhouse_beam.beam.claims import PartitionOffsets
 from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
 from streamhouse_beam.metadata import open_metadata
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
+from tests.process_harness import claim_batch
 from tests.read_helpers import Collect, local_streamhouse, new_sink, run, sink, urls
 from tests.split_gate import SplitGate
 
@@ -108,7 +109,9 @@ def test_coder_round_trips_and_is_deterministic() -> None:
 def test_claim_batch_claims_all_and_stamps_the_largest_timestamp() -> None:
     tracker = PartitionRestrictionTracker(PartitionRestriction(0, 100))
     recs = [(o, T0 + (o % 5), None, b"v") for o in (3, 4, 9)]
-    outputs, last, claimed, split = claim_batch(TopicPartition("t", 0), recs, tracker)
+    outputs, last, claimed, split = claim_batch(
+        TopicPartition("t", 0), recs, PartitionOffsets(tracker)
+    )
     assert (last, claimed, split) == (9, 3, False)
     (element,) = outputs
     assert element.value.column("offset").to_pylist() == [3, 4, 9]
@@ -121,7 +124,9 @@ def test_claim_batch_after_a_split_emits_exactly_the_primary_records() -> None:
     primary, _residual = tracker.try_split(0.05)  # type: ignore[misc]
     stop = primary.stop
     recs = [(o, T0, None, b"v") for o in range(3, 3 + 2 * stop, 2)]
-    outputs, last, claimed, split = claim_batch(TopicPartition("t", 0), recs, tracker)
+    outputs, last, claimed, split = claim_batch(
+        TopicPartition("t", 0), recs, PartitionOffsets(tracker)
+    )
     expected = [r[0] for r in recs if r[0] < stop]
     assert split and claimed == len(expected)
     got = outputs[0].value.column("offset").to_pylist() if outputs else []

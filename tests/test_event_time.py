@@ -41,9 +41,9 @@ from streamhouse_beam import (
 from streamhouse_beam.beam.descriptors import PartitionDescriptor
 from streamhouse_beam.beam.read_fn import ReadPartitionsFn
 from streamhouse_beam.beam.watermark import (
-    PartitionWatermarkEstimator,
     PartitionWatermarkEstimatorProvider,
     WatermarkStateCoder,
+    _PartitionWatermarkEstimator,
 )
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.process_harness import Harness
@@ -183,7 +183,7 @@ def test_policies_and_the_read_dofn_survive_pickling(tmp_path: pathlib.Path) -> 
 
 
 def test_a_bound_keeps_the_watermark_that_far_behind_the_largest_event_time() -> None:
-    est = PartitionWatermarkEstimator(None, bound_micros=5_000_000)
+    est = _PartitionWatermarkEstimator(None, bound_micros=5_000_000)
     assert est.current_watermark() == MIN_TIMESTAMP
     for seconds, expected in [(0, -5), (1, -4), (12, 7), (8, 7), (13, 8), (9, 8), (25, 20)]:
         est.observe_event_time(_micros(seconds))

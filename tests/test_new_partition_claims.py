@@ -1,7 +1,7 @@
 """Partition discovery's reads claim and convert chunks exactly as the main read path does.
 
 A partition found by discovery is read under a ``NewPartitionsTracker``; its chunks are claimed
-through :class:`~streamhouse_beam.beam.claims.NewPartitionOffsets` (one claim per chunk on
+through :class:`~streamhouse_beam.beam.discovery.NewPartitionOffsets` (one claim per chunk on
 Beam's tracker view, per record through any other wrapper) and converted by the main path's
 code, for records and batches alike, with the watermark observed once per emitted chunk.
 """
@@ -24,16 +24,19 @@ from apache_beam.runners.sdf_utils import (
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from streamhouse_beam import ReadFromStreamHouse
-from streamhouse_beam.beam.batches import claim_batch
-from streamhouse_beam.beam.claims import NewPartitionOffsets, claim_prefix
-from streamhouse_beam.beam.descriptors import NewPartitionsDescriptor
-from streamhouse_beam.beam.read_fn import DEAD_LETTER_TAG, ReadPartitionsFn
-from streamhouse_beam.beam.restriction import NewPartitionsRestriction, NewPartitionsTracker
+from streamhouse_beam.beam.discovery import (
+    NewPartitionOffsets,
+    NewPartitionsDescriptor,
+    NewPartitionsRestriction,
+    NewPartitionsTracker,
+)
+from streamhouse_beam.beam.outputs import DEAD_LETTER_TAG
+from streamhouse_beam.beam.read_fn import ReadPartitionsFn
 from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.segment.columns import BATCH_SCHEMA
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse
-from tests.process_harness import CheckpointAfter, Finalizer, call_process
+from tests.process_harness import CheckpointAfter, Finalizer, call_process, claim_batch
 from tests.read_helpers import local_streamhouse, read_all, urls
 
 T0 = DEFAULT_CLOCK_START_MS
@@ -128,7 +131,7 @@ def _ms(ts: Timestamp) -> int:
     return ts.micros // 1000  # type: ignore[no-any-return]
 
 
-# ---------------------------------------------------------------- claims.NewPartitionOffsets
+# ---------------------------------------------------------------- NewPartitionOffsets
 
 
 def _per_record(partition: int, records: list[tuple[int]], tracker: Any) -> int:
@@ -155,7 +158,7 @@ def test_chunk_claim_leaves_the_tracker_as_per_record_claims_would(state: str, w
         if wrap == "view":
             tracker = RestrictionTrackerView(ThreadsafeRestrictionTracker(raw))
         if chunked:
-            take = claim_prefix(records, NewPartitionOffsets(tracker, 1))
+            take = NewPartitionOffsets(tracker, 1).claim_prefix(records)
             # One claim of the chunk's last offset, whatever the outcome.
             assert raw.offset_claims() == [("offset", 1, 9)]
         else:
@@ -170,7 +173,7 @@ def test_chunk_claim_leaves_the_tracker_as_per_record_claims_would(state: str, w
 def test_unknown_wrapper_is_claimed_record_by_record_and_keeps_the_claimed_prefix() -> None:
     raw = _CountingTracker(NewPartitionsRestriction(2, ((1, 0),)))
     wrapper = CheckpointAfter(ThreadsafeRestrictionTracker(raw), 2)
-    assert claim_prefix([(0,), (1,), (2,), (3,)], NewPartitionOffsets(wrapper, 1)) == 2
+    assert NewPartitionOffsets(wrapper, 1).claim_prefix([(0,), (1,), (2,), (3,)]) == 2
     assert raw.offset_claims() == [("offset", 1, 0), ("offset", 1, 1), ("offset", 1, 2)]
     assert raw.current_restriction() == NewPartitionsRestriction(2, ((1, 2),))
 
@@ -252,7 +255,7 @@ def test_checkpoint_while_a_new_partition_is_read_leaves_its_chunk_to_the_residu
 ) -> None:
     fn = _fn(grown, output=output)
     call = Call(fn, NewPartitionsRestriction(1))
-    reader = fn._reader(NEW)
+    reader = fn.reader(NEW)
     name = "read_columns" if output == "batches" else "read"
     real = getattr(reader, name)
     splits: list[Any] = []

@@ -126,3 +126,15 @@ def test_importing_the_package_does_not_import_apache_beam() -> None:
     code = "import sys, streamhouse_beam; print('apache_beam' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_the_watermark_estimator_is_not_exported() -> None:
+    # Its observe_timestamp ignores outputs (tests/test_watermark_contract.py): only the read's
+    # own provider makes one.
+    from streamhouse_beam.beam import watermark
+
+    for module in (streamhouse_beam, streamhouse_beam.beam, watermark):
+        assert "PartitionWatermarkEstimator" not in getattr(module, "__all__", ())
+        assert not hasattr(module, "PartitionWatermarkEstimator")
+    made = watermark.PartitionWatermarkEstimatorProvider().create_watermark_estimator(None)
+    assert type(made) is watermark._PartitionWatermarkEstimator

@@ -25,10 +25,10 @@ from apache_beam.utils.timestamp import Timestamp
 from streamhouse_beam import StartPosition, StopPosition, TopicPartition
 from streamhouse_beam.beam.batches import (
     BATCH_SCHEMA,
-    claim_batch,
     first_at_or_after,
     records_to_batch,
 )
+from streamhouse_beam.beam.claims import PartitionOffsets
 from streamhouse_beam.beam.descriptors import PartitionDescriptor
 from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
 from streamhouse_beam.cache import SegmentCache
@@ -48,7 +48,7 @@ from tests.partition_layouts import (
     rec,
     three_segments,
 )
-from tests.process_harness import Harness
+from tests.process_harness import Harness, claim_batch
 from tests.read_helpers import local_streamhouse
 
 store = partition_layouts.store  # the file:// and memory:// fixture, by its name
@@ -342,12 +342,19 @@ def _batch(offsets: list[int]) -> pa.RecordBatch:
 
 def test_claim_batch_of_a_record_batch_claims_all_and_stamps_the_largest_timestamp() -> None:
     tracker = PartitionRestrictionTracker(PartitionRestriction(0, 100))
-    outputs, last, claimed, split = claim_batch(TopicPartition("t", 0), _batch([3, 4, 9]), tracker)
+    outputs, last, claimed, split = claim_batch(
+        TopicPartition("t", 0), _batch([3, 4, 9]), PartitionOffsets(tracker)
+    )
     assert (last, claimed, split) == (9, 3, False)
     (element,) = outputs
     assert element.value.column("offset").to_pylist() == [3, 4, 9]
     assert element.timestamp == Timestamp(micros=(T0 + 4) * 1000)
-    assert claim_batch(TopicPartition("t", 0), _batch([]), tracker) == ([], None, 0, False)
+    assert claim_batch(TopicPartition("t", 0), _batch([]), PartitionOffsets(tracker)) == (
+        [],
+        None,
+        0,
+        False,
+    )
 
 
 @pytest.mark.parametrize("threadsafe", [False, True])
@@ -363,7 +370,9 @@ def test_claim_batch_after_a_split_slices_to_the_claimed_prefix(threadsafe: bool
 
     tracker, stop = make()
     offsets = list(range(3, 3 + 2 * stop, 2))
-    outputs, last, claimed, split = claim_batch(TopicPartition("t", 0), _batch(offsets), tracker)
+    outputs, last, claimed, split = claim_batch(
+        TopicPartition("t", 0), _batch(offsets), PartitionOffsets(tracker)
+    )
     expected = [o for o in offsets if o < stop]
     assert split and claimed == len(expected)
     assert outputs[0].value.column("offset").to_pylist() == expected
@@ -371,7 +380,7 @@ def test_claim_batch_after_a_split_slices_to_the_claimed_prefix(threadsafe: bool
     # The same end state as claiming the record tuples.
     twin, _ = make()
     tuples = [(o, T0 + (o % 5), None, b"v") for o in offsets]
-    from_list = claim_batch(TopicPartition("t", 0), tuples, twin)
+    from_list = claim_batch(TopicPartition("t", 0), tuples, PartitionOffsets(twin))
     assert from_list[1:] == (last, claimed, split)
     assert from_list[0][0].value.equals(outputs[0].value)
     assert from_list[0][0].timestamp == outputs[0].timestamp

@@ -16,7 +16,9 @@ from apache_beam.runners.sdf_utils import (
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
 from streamhouse_beam import StartPosition, StopPosition
-from streamhouse_beam.beam.descriptors import NewPartitionsDescriptor, PartitionDescriptor
+from streamhouse_beam.beam import claims
+from streamhouse_beam.beam.descriptors import PartitionDescriptor
+from streamhouse_beam.beam.discovery import NewPartitionsDescriptor
 from streamhouse_beam.beam.restriction import PartitionRestriction
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.process_harness import CheckpointAfter, Finalizer, Harness, call_process
@@ -97,7 +99,12 @@ def _process_started(h: Harness, element: PartitionDescriptor) -> tuple[Any, Any
     return gen, tracker
 
 
-def test_a_split_during_the_call_stops_emission_at_the_split_point(topic: pathlib.Path) -> None:
+@pytest.mark.parametrize("locked_claims", [True, False])
+def test_a_split_during_the_call_stops_emission_at_the_split_point(
+    topic: pathlib.Path, locked_claims: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same outcome whether chunks are claimed under the view's lock or record by record.
+    monkeypatch.setattr(claims, "LOCKED_CLAIMS", locked_claims)
     h = Harness(topic, max_poll_records=50, stop=StopPosition.latest())
     h.fn.read_chunk_records = 3  # one poll reads (and claims) 0-2, then 3-5, then 6-8, ...
     element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
@@ -147,7 +154,7 @@ def test_commit_callback_commits_the_next_offset(topic: pathlib.Path) -> None:
     restriction, wm = h.start(element)
     _, _, _, finalizer = h.call(element, restriction, wm)
     [callback] = finalizer.callbacks
-    metadata = h.fn._res().metadata
+    metadata = h.fn.resources().metadata
     assert metadata.committed_offset("grp", "t", 0) is None
     callback()
     callback()  # idempotent
@@ -258,14 +265,14 @@ def test_reads_in_chunks_and_stops_at_the_time_bound(topic: pathlib.Path) -> Non
     element = PartitionDescriptor("t", 0, StartPosition.earliest(), StopPosition.latest())
     restriction, wm = h.start(element)
     reads = []
-    real_read = h.fn._reader(element.topic_partition).read
+    real_read = h.fn.reader(element.topic_partition).read
 
     def counting_read(*args: Any) -> Any:
         reads.append(args)
         time.sleep(0.002)  # every read overruns the 1 ms bound
         return real_read(*args)
 
-    h.fn._reader(element.topic_partition).read = counting_read  # type: ignore[method-assign]
+    h.fn.reader(element.topic_partition).read = counting_read  # type: ignore[method-assign]
     out, tracker, _, _ = h.call(element, restriction, wm)
     assert [o.value.offset for o in out] == [0, 1, 2] and len(reads) == 1
     residual, delay = tracker.deferred_status()
@@ -293,7 +300,7 @@ def test_first_call_of_a_bundle_prefetches_the_other_partitions_first_segments(
         for p in range(3)
     ]
     states = [h.start(e) for e in elements]  # the runner plans every restriction first
-    cache = h.fn._res().cache
+    cache = h.fn.resources().cache
     before = cache.stats().prefetches_issued
     h.call(elements[0], *states[0])
     assert cache.stats().prefetches_issued - before == 2  # partitions 1 and 2
@@ -334,7 +341,7 @@ def test_planning_a_partition_looks_it_up_in_the_metadata_once(
     # The earliest offset and the readable end come from one lookup: a pipeline start costs
     # one round trip per partition to the metadata store, not three.
     h = Harness(topic, stop=stop)
-    metadata = h.fn._res().metadata
+    metadata = h.fn.resources().metadata
     lookups: list[tuple[str, int]] = []
     real = metadata.partition
 

@@ -12,18 +12,17 @@ from streamhouse_beam.beam.coders import (
     DeadLetterRecordCoder,
     StreamHouseRecordCoder,
 )
+from streamhouse_beam.beam.discovery import NewPartitionsRestriction, NewPartitionsTracker
+from streamhouse_beam.beam.read_fn import _RestrictionCoder
 from streamhouse_beam.beam.restriction import (
     UNBOUNDED_STOP,
-    NewPartitionsRestriction,
-    NewPartitionsTracker,
     PartitionRestriction,
-    PartitionRestrictionCoder,
     PartitionRestrictionTracker,
 )
 from streamhouse_beam.beam.watermark import (
-    PartitionWatermarkEstimator,
     PartitionWatermarkEstimatorProvider,
     WatermarkStateCoder,
+    _PartitionWatermarkEstimator,
 )
 from streamhouse_beam.errors import StreamHouseError
 from streamhouse_beam.positions import StartPosition
@@ -114,25 +113,46 @@ def test_new_partitions_tracker_claims_partitions_and_offsets_then_checkpoints()
     ],
 )
 def test_restriction_coder_round_trips_deterministically(restriction: object) -> None:
-    coder = PartitionRestrictionCoder()
+    coder = _RestrictionCoder()
     encoded = coder.encode(restriction)
     assert coder.decode(encoded) == restriction
     assert coder.encode(coder.decode(encoded)) == encoded
     assert coder.is_deterministic()
 
 
+@pytest.mark.parametrize(
+    ("restriction", "encoded"),
+    [
+        (PartitionRestriction(5, 1 << 40), "01000000000000000005000001000000000000"),
+        (PartitionRestriction.open_ended(123), "0100000000000000007b7fffffffffffffff01"),
+        (
+            NewPartitionsRestriction(4, ((4, 10), (5, 0))),
+            "010100000000040000000200000004000000000000000a000000050000000000000000",
+        ),
+        (NewPartitionsRestriction(6, (), done=True), "0101010000000600000000"),
+    ],
+)
+def test_restriction_coder_keeps_its_version_1_layout(restriction: object, encoded: str) -> None:
+    # Restrictions checkpointed by an earlier release must decode, byte for byte.
+    coder = _RestrictionCoder()
+    assert coder.encode(restriction).hex() == encoded
+    assert coder.decode(bytes.fromhex(encoded)) == restriction
+
+
 def test_restriction_coder_refuses_unknown_versions() -> None:
-    coder = PartitionRestrictionCoder()
+    coder = _RestrictionCoder()
     encoded = bytearray(coder.encode(PartitionRestriction(1, 2)))
     encoded[0] = 9
     with pytest.raises(StreamHouseError, match="expected version 1"):
         coder.decode(bytes(encoded))
     with pytest.raises(StreamHouseError, match="kind"):
         coder.decode(b"\x01\x07")
+    with pytest.raises(StreamHouseError, match="kind 1 with 4 bytes"):
+        coder.decode(b"\x01\x01\x00\x00")
 
 
 def test_watermark_is_monotonic_and_advances_when_idle() -> None:
-    estimator = PartitionWatermarkEstimator(None)
+    estimator = _PartitionWatermarkEstimator(None)
     assert estimator.current_watermark() == MIN_TIMESTAMP
     estimator.observe_event_time(100_000_000)
     estimator.observe_event_time(50_000_000)

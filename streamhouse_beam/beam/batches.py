@@ -20,11 +20,11 @@ value      binary         the raw value bytes (value decoders do not apply to ba
 of key or value bytes. A batch's event time is the largest record timestamp in it, so the
 watermark after each batch is exactly what it is after the same records in ``"records"`` mode.
 
-The read itself builds batches without a Python object per record: the DoFn polls
+The read itself builds batches without a Python object per record: :class:`BatchOutputs`, the
+output kind (:mod:`streamhouse_beam.beam.outputs`), polls
 :meth:`streamhouse_beam.partition_reader.PartitionReader.read_columns`, which decodes blocks
-straight into Arrow buffers (:mod:`streamhouse_beam.segment.columns`); :func:`claim_batch`
-claims the polled batch with one tracker claim and slices it to the claimed prefix when a
-split took the rest (partition discovery's reads too). A batch can also be built from
+straight into Arrow buffers (:mod:`streamhouse_beam.segment.columns`), claims the polled batch
+with one tracker claim and slices it to the claimed prefix when a split took the rest. A batch can also be built from
 record tuples (:func:`records_to_batch`, the reference the columnar path is tested against),
 with the C helper ``records_to_columns`` of ``streamhouse_beam.segment._speedups`` when it
 was built (buffers filled without a Python object per cell), else in pure Python.
@@ -44,8 +44,10 @@ from apache_beam import coders
 from apache_beam.utils.timestamp import Timestamp
 
 from streamhouse_beam._accel import accelerator
-from streamhouse_beam.beam.claims import claim_prefix
+from streamhouse_beam.beam.claims import OffsetClaims
 from streamhouse_beam.beam.coders import DeterministicCoder
+from streamhouse_beam.beam.outputs import OutputKind
+from streamhouse_beam.partition_reader import PartitionReader, ReadBatch
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.segment.columns import (
     BATCH_SCHEMA,
@@ -60,10 +62,9 @@ _records_to_columns_c = accelerator("streamhouse_beam.segment._speedups", "recor
 
 __all__ = [
     "BATCH_SCHEMA",
+    "BatchOutputs",
     "RecordBatchCoder",
-    "batch_element",
     "batch_event_time",
-    "claim_batch",
     "first_at_or_after",
     "records_to_batch",
 ]
@@ -153,9 +154,9 @@ def batch_event_time(batch: pa.RecordBatch) -> Timestamp:
 
 
 class _OffsetRows(Sequence[tuple[int]]):
-    """A batch's offsets as the ``(offset,)`` rows :func:`claim_prefix` reads.
+    """A batch's offsets as the ``(offset,)`` rows a chunk claim reads.
 
-    ``claim_prefix`` looks at a few rows only (the last, and the one at a split), so a
+    A chunk claim (:func:`streamhouse_beam.beam.claims.claim_prefix`) looks at a few rows only (the last, and the one at a split), so a
     polled batch is claimed without a Python object per record.
     """
 
@@ -179,61 +180,6 @@ class _OffsetRows(Sequence[tuple[int]]):
         return (self._offsets[i],)
 
 
-def claim_batch(
-    tp: TopicPartition, records: list[Record] | pa.RecordBatch, tracker: Any
-) -> tuple[list[Any], int | None, int, bool]:
-    """Claim ``records`` and wrap the claimed ones in one timestamped batch.
-
-    One tracker claim for the whole chunk (:func:`streamhouse_beam.beam.claims.claim_prefix`);
-    when a split refuses part of it, the batch is the claimed prefix (a zero-copy slice of a
-    ``RecordBatch``).
-
-    Args:
-        tp: the partition the records belong to.
-        records: the polled records, in offset order: record tuples, or a
-            :data:`BATCH_SCHEMA` batch (``PartitionReader.read_columns``).
-        tracker: the restriction tracker of the ``process()`` call.
-
-    Returns:
-        ``(outputs, last claimed offset or None, records claimed, split)`` like
-        ``ReadPartitionsFn._outputs``: ``outputs`` holds zero or one ``TimestampedValue``;
-        ``split`` is true when a split took some of ``records``.
-    """
-    if isinstance(records, pa.RecordBatch):
-        if not records.num_rows:
-            return [], None, 0, False
-        offsets = batch_offsets(records)
-        take = claim_prefix(_OffsetRows(offsets), tracker)
-        split = take < records.num_rows
-        if not take:
-            return [], None, 0, split
-        last = offsets[take - 1]
-        if split:
-            records = records.slice(0, take)
-        return [batch_element(tp, records)], last, take, split
-    if not records:
-        return [], None, 0, False
-    take = claim_prefix(records, tracker)
-    split = take < len(records)
-    if not take:
-        return [], None, 0, split
-    if split:
-        records = records[:take]
-    return [batch_element(tp, records)], records[-1][0], take, split
-
-
-def batch_element(tp: TopicPartition, records: list[Record] | pa.RecordBatch) -> Any:
-    """The batch of ``records`` (non-empty) stamped with its event time (largest timestamp).
-
-    ``records`` is a list of record tuples or an already built :data:`BATCH_SCHEMA` batch.
-    """
-    if isinstance(records, pa.RecordBatch):
-        batch = records
-    else:
-        batch = records_to_batch(tp.topic, tp.partition, records)
-    return beam.window.TimestampedValue(batch, batch_event_time(batch))
-
-
 def first_at_or_after(batch: pa.RecordBatch, timestamp_ms: int) -> int | None:
     """Index of the first record of ``batch`` whose timestamp is ``>= timestamp_ms``, or None.
 
@@ -247,6 +193,54 @@ def first_at_or_after(batch: pa.RecordBatch, timestamp_ms: int) -> int | None:
     reached = pa.compute.greater_equal(batch.column(3), pa.scalar(timestamp_ms, pa.uint64()))
     index = pa.compute.index(reached, True).as_py()
     return None if index < 0 else int(index)
+
+
+class BatchOutputs(OutputKind):
+    """``output="batches"``: one timestamped ``pyarrow.RecordBatch`` per claimed chunk.
+
+    A poll is read with ``PartitionReader.read_columns`` in one call (a batch is one element
+    per read). A chunk is claimed with one claim through :class:`_OffsetRows`, without a
+    Python object per record, and sliced (zero-copy) to the claimed prefix when a split took
+    the rest. Its event time is the largest record timestamp in it, or the poll's instant
+    under processing time. Chunks of record tuples (:func:`records_to_batch`'s input) are
+    claimed and converted the same way.
+    """
+
+    element_type = pa.RecordBatch
+    whole_poll = True
+
+    def read(
+        self,
+        reader: PartitionReader,
+        start: int,
+        stop: int | None,
+        limit: int,
+        max_bytes: int | None,
+    ) -> ReadBatch[Any]:
+        return reader.read_columns(start, stop, limit, max_bytes)
+
+    def first_at_or_after(self, records: pa.RecordBatch, timestamp_ms: int) -> int | None:
+        return first_at_or_after(records, timestamp_ms)
+
+    def claim(
+        self, records: pa.RecordBatch | list[Record], offsets: OffsetClaims
+    ) -> tuple[int, int | None]:
+        if isinstance(records, pa.RecordBatch):
+            column = batch_offsets(records)
+            take = offsets.claim_prefix(_OffsetRows(column))
+            return take, int(column[take - 1]) if take else None
+        take = offsets.claim_prefix(records)
+        return take, records[take - 1][0] if take else None
+
+    def convert(
+        self, tp: TopicPartition, records: pa.RecordBatch | list[Record], stamp: Timestamp | None
+    ) -> tuple[list[Any], int]:
+        if isinstance(records, pa.RecordBatch):
+            batch = records
+        else:
+            batch = records_to_batch(tp.topic, tp.partition, records)
+        event_time = batch_event_time(batch) if stamp is None else stamp
+        return [beam.window.TimestampedValue(batch, event_time)], event_time.micros
 
 
 #: Bytes an IPC stream of one batch adds to its buffers (schema + batch messages + padding),

@@ -20,7 +20,6 @@ from streamhouse_beam.positions import StartPosition, StopPosition
 from streamhouse_beam.records import TopicPartition
 
 __all__ = [
-    "NewPartitionsDescriptor",
     "PartitionDescriptor",
     "ReadConfig",
     "as_descriptor",
@@ -61,26 +60,6 @@ class PartitionDescriptor:
 
     def __str__(self) -> str:
         return f"{self.topic}/{self.partition}"
-
-
-@dataclasses.dataclass(frozen=True)
-class NewPartitionsDescriptor:
-    """The partitions of ``topic`` numbered ``first_partition`` and above, once they exist.
-
-    A tailing read emits one per topic next to the existing partitions' descriptors; its
-    restriction discovers partitions created while the pipeline runs and reads each from its
-    earliest offset.
-    """
-
-    topic: str
-    first_partition: int
-
-    @property
-    def topic_partition(self) -> TopicPartition:
-        return TopicPartition(self.topic, -1)
-
-    def __str__(self) -> str:
-        return f"{self.topic}/{self.first_partition}+"
 
 
 def as_descriptor(

@@ -2,9 +2,9 @@
 
 Pipeline shape::
 
-    Impulse ─ topics ─ discover partitions ─ ReadPartitionsFn (splittable) ─ records
-                       (once for bounded reads; a watching SDF that also emits partitions
-                        created later for unbounded reads)
+    Impulse ─ topics ─ DiscoverPartitionsFn ─ ReadPartitionsFn (splittable) ─ records
+                       (lists the partitions     (reads them; for a tailing read also
+                        once)                     discovers the partitions created later)
 
 ``ReadAllFromStreamHouse`` starts at the splittable DoFn: its input is a PCollection of
 :class:`~streamhouse_beam.beam.descriptors.PartitionDescriptor` (or ``TopicPartition`` /
@@ -20,7 +20,6 @@ Options the pipeline's runner cannot honour are refused when the transform is ap
 from __future__ import annotations
 
 import dataclasses
-import typing
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,25 +28,18 @@ import apache_beam as beam
 from apache_beam.transforms.display import DisplayDataItem
 from apache_beam.transforms.window import GlobalWindows
 
-from streamhouse_beam.beam.coders import (
-    DeadLetterRecord,
-    StreamHouseRow,
-    StreamHouseTextRow,
-)
+from streamhouse_beam.beam.coders import DeadLetterRecord
 from streamhouse_beam.beam.descriptors import (
     PartitionDescriptor,
     ReadConfig,
     as_descriptor,
 )
+from streamhouse_beam.beam.discovery import DiscoverPartitionsFn
 from streamhouse_beam.beam.event_time import EventTimePolicy
-from streamhouse_beam.beam.read_fn import (
-    DEAD_LETTER_TAG,
-    DiscoverPartitionsFn,
-    partitions_fn,
-)
+from streamhouse_beam.beam.outputs import DEAD_LETTER_TAG, element_type
+from streamhouse_beam.beam.read_fn import partitions_fn
 from streamhouse_beam.beam.runner_checks import check_flink_job_server, check_offset_commits
 from streamhouse_beam.positions import StartPosition, StopPosition
-from streamhouse_beam.records import StreamHouseRecord
 from streamhouse_beam.settings import (
     OutputSettings,
     PollSettings,
@@ -114,20 +106,11 @@ def _read(
 ) -> Any:
     global_window = isinstance(descriptors.windowing.windowfn, GlobalWindows)
     pardo = beam.ParDo(partitions_fn(config, tailing=tailing, global_window=global_window))
-    if config.output == "rows":
-        element_type: Any = StreamHouseTextRow if config.decoder.name == "utf-8" else StreamHouseRow
-    elif config.output == "kv":
-        element_type = typing.Tuple[bytes | None, typing.Any]  # noqa: UP006
-    elif config.output == "batches":
-        import pyarrow
-
-        element_type = pyarrow.RecordBatch
-    else:
-        element_type = StreamHouseRecord
+    records_type = element_type(config)
     if not config.dead_letter:
-        return descriptors | label >> pardo.with_output_types(element_type)
+        return descriptors | label >> pardo.with_output_types(records_type)
     result = descriptors | label >> pardo.with_outputs(DEAD_LETTER_TAG, main="records")
-    result.records.element_type = element_type
+    result.records.element_type = records_type
     result[DEAD_LETTER_TAG].element_type = DeadLetterRecord
     return result
 

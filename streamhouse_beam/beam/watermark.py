@@ -7,14 +7,18 @@ Each partition's restriction carries a watermark that follows the read's
   (nothing earlier will be emitted); other starts seed ``MIN_TIMESTAMP`` until the first record
   is seen — pinning the stage there is the honest answer while nothing is known;
 * **follows the records**: the read reports the largest event time of each polled chunk
-  (:meth:`PartitionWatermarkEstimator.observe_event_time`) before it emits the chunk, and the
+  (:meth:`_PartitionWatermarkEstimator.observe_event_time`) before it emits the chunk, and the
   watermark is the largest one seen — it never regresses, so out-of-order records later in a
   partition are late data, as with Kafka's log-append time. Beam also calls
-  :meth:`~PartitionWatermarkEstimator.observe_timestamp` for every output; that call does
+  :meth:`~_PartitionWatermarkEstimator.observe_timestamp` for every output; that call does
   nothing, because the chunk report already covers the output (the same maximum, once per
-  chunk instead of a lock, a ``Timestamp`` conversion and a comparison per record);
+  chunk instead of a lock, a ``Timestamp`` conversion and a comparison per record). That is
+  correct only because every output of the read is made by one method,
+  :meth:`streamhouse_beam.beam.poll.Chunk.emit`, which reports first; so the estimator is
+  private to this module (the provider makes it), and ``tests/test_watermark_contract.py``
+  fails when an output of ``process()`` does not come from there;
 * **advances while idle**: when the partition is caught up and nothing new arrived, the DoFn
-  calls :meth:`~PartitionWatermarkEstimator.advance_idle` with the wall clock minus the
+  calls :meth:`~_PartitionWatermarkEstimator.advance_idle` with the wall clock minus the
   configured maximum delay (StreamHouse stamps a record when it is appended and makes it
   readable only after the segment is flushed and uploaded, so a record not yet readable was
   stamped no earlier than about ``now - (flush interval + upload time + clock skew)``), so windows downstream of a quiet
@@ -44,7 +48,6 @@ from streamhouse_beam.beam.event_time import EventTimePolicy
 from streamhouse_beam.errors import StreamHouseError
 
 __all__ = [
-    "PartitionWatermarkEstimator",
     "PartitionWatermarkEstimatorProvider",
     "WatermarkStateCoder",
 ]
@@ -61,8 +64,11 @@ def _micros(timestamp: Timestamp) -> int | None:
 _RECORD_TIME = EventTimePolicy.record_time()
 
 
-class PartitionWatermarkEstimator(WatermarkEstimator):  # type: ignore[misc]
+class _PartitionWatermarkEstimator(WatermarkEstimator):  # type: ignore[misc]
     """A monotonic watermark that also advances on idleness. State: the watermark itself.
+
+    Private: its :meth:`observe_timestamp` ignores outputs, so it is right only for a DoFn
+    whose outputs all leave through :meth:`streamhouse_beam.beam.poll.Chunk.emit`.
 
     Args:
         state: the watermark to resume from (``None``: ``MIN_TIMESTAMP``).
@@ -133,8 +139,10 @@ class PartitionWatermarkEstimatorProvider(WatermarkEstimatorProvider):  # type: 
             )
         return MIN_TIMESTAMP
 
-    def create_watermark_estimator(self, estimator_state: Timestamp) -> PartitionWatermarkEstimator:
-        return PartitionWatermarkEstimator(estimator_state, self.policy.bound_micros)
+    def create_watermark_estimator(
+        self, estimator_state: Timestamp
+    ) -> _PartitionWatermarkEstimator:
+        return _PartitionWatermarkEstimator(estimator_state, self.policy.bound_micros)
 
     def idle_delay(self, max_delay_seconds: float) -> Duration:
         """How far behind now an idle partition's watermark goes: 0 under processing time."""
