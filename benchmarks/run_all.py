@@ -17,7 +17,7 @@ batches. Writes
 ``benchmarks/results/report.md`` and the PNG plots next to it (``--quick`` writes under
 ``benchmarks/results/quick/`` so a smoke run never overwrites the real figures).
 
-Usage: ``python benchmarks/run_all.py [--records 1000000] [--partitions 4] [--repeat 3]
+Usage: ``python benchmarks/run_all.py [--records 1000000] [--partitions 4] [--repeat 5]
 [--quick] [--out DIR]``
 """
 
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="100k records, small sweeps")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="report directory")
     args = parser.parse_args(argv)
