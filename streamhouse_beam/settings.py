@@ -32,7 +32,7 @@ outputs read :data:`DEFAULT_MAX_POLL_RECORDS` records (beyond which their per-el
 dominates and larger polls gain nothing; ``benchmarks/results/report.md`` has both sweeps).
 
 This module does not import Apache Beam: the command line reads its defaults without paying
-for it. An :class:`~streamhouse_beam.beam.event_time.EventTimePolicy` (a Beam-side class) is
+for it. An :class:`~streamhouse_beam.beam._event_time.EventTimePolicy` (a Beam-side class) is
 checked only when one is given.
 """
 
@@ -51,7 +51,7 @@ from streamhouse_beam.partition_reader import ReadOptions
 from streamhouse_beam.positions import StartPosition, StopPosition
 
 if TYPE_CHECKING:
-    from streamhouse_beam.beam.event_time import EventTimePolicy
+    from streamhouse_beam.beam._event_time import EventTimePolicy
 
 __all__ = [
     "DEFAULT_MAX_POLL_BYTES",
@@ -383,7 +383,7 @@ class OutputSettings:
             self._check_event_time(self.event_time)
 
     def _check_event_time(self, event_time: object) -> None:
-        from streamhouse_beam.beam.event_time import EventTimePolicy
+        from streamhouse_beam.beam._event_time import EventTimePolicy
 
         if not isinstance(event_time, EventTimePolicy):
             raise TypeError(

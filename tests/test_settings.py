@@ -25,10 +25,10 @@ from streamhouse_beam import (
     StartPosition,
     StopPosition,
 )
-from streamhouse_beam.beam.descriptors import ReadConfig
+from streamhouse_beam.beam._descriptors import ReadConfig
 from streamhouse_beam.beam.yaml_provider import read_from_streamhouse
 from streamhouse_beam.cli import build_parser
-from streamhouse_beam.cli.read import build_read
+from streamhouse_beam.cli._read import build_read
 from streamhouse_beam.decoders import JsonDecoder
 from streamhouse_beam.settings import (
     DEFAULT_MAX_POLL_RECORDS,
