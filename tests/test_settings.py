@@ -291,7 +291,7 @@ def test_the_yaml_provider_reads_with_the_model_defaults_but_text_rows() -> None
             PollSettings,
             {"cache_max_bytes": True},
             TypeError,
-            "cache_max_bytes must be an int, got True",
+            "cache_max_bytes must be an int, got bool True",
         ),
         (
             PollSettings,
@@ -303,7 +303,7 @@ def test_the_yaml_provider_reads_with_the_model_defaults_but_text_rows() -> None
             PollSettings,
             {"prefetch_workers": 2.0},
             TypeError,
-            "prefetch_workers must be an int, got 2.0",
+            "prefetch_workers must be an int, got float 2.0",
         ),
         (PollSettings, {"spill_dir": 5}, TypeError, "spill_dir must be None or a str path, got 5"),
         (
