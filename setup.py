@@ -1,7 +1,7 @@
 """Build hook for the optional C accelerators; all metadata lives in pyproject.toml.
 
 ``streamhouse_beam.segment._speedups`` speeds up record decoding and Arrow batch building,
-``streamhouse_beam.beam._emit`` the building of records-mode output elements. Both are
+``streamhouse_beam.beam._emit_speedups`` the building of records-mode output elements. Both are
 optional: without a working C compiler (or Python headers) the build prints a warning
 and installs the pure-Python package, which behaves identically, only slower. Set
 ``STREAMHOUSE_BEAM_NO_EXTENSIONS=1`` to skip the build deliberately.
@@ -46,7 +46,7 @@ ext_modules = []
 if not os.environ.get("STREAMHOUSE_BEAM_NO_EXTENSIONS"):
     for name, source in (
         ("streamhouse_beam.segment._speedups", "streamhouse_beam/segment/_speedups.c"),
-        ("streamhouse_beam.beam._emit", "streamhouse_beam/beam/_emit.c"),
+        ("streamhouse_beam.beam._emit_speedups", "streamhouse_beam/beam/_emit_speedups.c"),
     ):
         ext_modules.append(
             Extension(

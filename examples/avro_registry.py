@@ -31,8 +31,12 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from streamhouse_beam import ReadFromStreamHouse, SchemaRegistryDecoder, StopPosition
-from streamhouse_beam.beam.local_runner import local_pipeline_args
+from streamhouse_beam import (
+    ReadFromStreamHouse,
+    SchemaRegistryDecoder,
+    StopPosition,
+    local_pipeline_args,
+)
 
 
 def decoded_line(record: Any) -> str:

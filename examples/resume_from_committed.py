@@ -28,8 +28,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition
-from streamhouse_beam.beam.local_runner import local_pipeline_args
+from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition, local_pipeline_args
 
 
 def to_line(record: Any) -> str:

@@ -31,8 +31,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import FixedWindows
 
-from streamhouse_beam import ReadFromStreamHouse, StartPosition
-from streamhouse_beam.beam.local_runner import local_pipeline_args
+from streamhouse_beam import ReadFromStreamHouse, StartPosition, local_pipeline_args
 
 
 class FormatCount(beam.DoFn):  # type: ignore[misc]

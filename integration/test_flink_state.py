@@ -30,7 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from soak_flink_state import AppendOffsets, FlinkRest, read_offsets, write_flink_conf
 
 from streamhouse_beam.beam import ReadFromStreamHouse
-from streamhouse_beam.beam.runner_checks import has_runner_fixes
+from streamhouse_beam.beam._runner_checks import has_runner_fixes
 from streamhouse_beam.testing import runners
 from streamhouse_beam.testing.local import LocalStreamHouse
 from streamhouse_beam.testing.servers import free_port

@@ -200,7 +200,7 @@ def test_the_wheel_carries_both_c_accelerators_when_a_compiler_works(
 ) -> None:
     if not (shutil.which(sysconfig.get_config_var("CC").split()[0]) or shutil.which("cc")):
         pytest.skip("no C compiler on this machine")
-    assert _extensions(dists["wheel"]) == {"_speedups", "_emit"}
+    assert _extensions(dists["wheel"]) == {"_speedups", "_emit_speedups"}
 
 
 # What a Dataflow worker without a compiler runs: read a topic in records and batches mode.
@@ -210,7 +210,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from streamhouse_beam import ReadFromStreamHouse, StopPosition
-from streamhouse_beam.beam import emit
+from streamhouse_beam.beam import _emit as emit
 from streamhouse_beam.segment import decode
 from streamhouse_beam.testing.local import LocalStreamHouse
 

@@ -28,10 +28,10 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from streamhouse_beam import StartPosition, StopPosition
 from streamhouse_beam.beam import PartitionDescriptor, ReadFromStreamHouse
-from streamhouse_beam.beam.coders import StreamHouseRecordCoder
-from streamhouse_beam.beam.read_fn import CommittingReadPartitionsFn
-from streamhouse_beam.beam.restriction import PartitionRestrictionCoder
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
+from streamhouse_beam.beam._coders import StreamHouseRecordCoder
+from streamhouse_beam.beam._read_fn import CommittingReadPartitionsFn
+from streamhouse_beam.beam._restriction import PartitionRestrictionCoder
+from streamhouse_beam.beam._watermark import PartitionWatermarkEstimatorProvider
 from streamhouse_beam.decoders import AvroDecoder, SchemaRegistryDecoder
 
 LIBRARIES = [pickler.USE_DILL, pickler.USE_CLOUDPICKLE]

@@ -94,7 +94,7 @@ def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_e
     SPLIT_WAIT_SECONDS pass), and the tracker's answers are recorded.
     """
     from streamhouse_beam import partition_reader
-    from streamhouse_beam.beam.restriction import PartitionRestrictionTracker
+    from streamhouse_beam.beam._restriction import PartitionRestrictionTracker
 
     topic = Topic(tmp_path, partitions=2, records_per_partition=400, segment_max_records=50)
     splits: list[tuple[float, Any]] = []

@@ -13,11 +13,30 @@ This module is the public face: what a pipeline author uses, listed in ``__all__
   :class:`ValueDecoder` to subclass, :class:`AvroDecoder`, :class:`SchemaRegistryDecoder`;
 - the errors worth catching: the base :class:`StreamHouseError`, one class per family
   (segment, storage, metadata) and the ones a pipeline can act on. The finer classes of the
-  tree stay in :mod:`streamhouse_beam.errors`, whose docstring draws all of it.
+  tree stay in :mod:`streamhouse_beam.errors`, whose docstring draws all of it;
+- running a pipeline on this machine's cached Prism without network access:
+  :func:`local_pipeline_args`.
 
-Everything else (the stores, the segment codec, the DoFn, restrictions, coders, the CLI) is
-internal and may change without notice. The Beam names load ``apache_beam`` on first use, so
-``import streamhouse_beam`` stays fast for the CLI and Beam-free code.
+The Beam names load ``apache_beam`` on first use, so ``import streamhouse_beam`` stays fast
+for the CLI and Beam-free code.
+
+Module names follow one rule: a module whose name starts with ``_`` is internal to its
+package and may change without notice. Unprefixed modules are one of
+
+- a face: this package, :mod:`streamhouse_beam.beam` (its Beam half),
+  :mod:`streamhouse_beam.beam.yaml_provider` (named by Beam YAML provider files),
+  :mod:`streamhouse_beam.errors`, :mod:`streamhouse_beam.testing` (test helpers) and
+  :mod:`streamhouse_beam.cli` (the ``streamhouse-beam`` command);
+- a Beam-free layer the read is built on, usable on its own and listing its names in
+  ``__all__``: :mod:`~streamhouse_beam.segment` (the codec), :mod:`~streamhouse_beam.storage`
+  and :mod:`~streamhouse_beam.metadata` (the stores, chosen by URL),
+  :mod:`~streamhouse_beam.cache`, :mod:`~streamhouse_beam.partition_reader`,
+  :mod:`~streamhouse_beam.decoders`, :mod:`~streamhouse_beam.positions`,
+  :mod:`~streamhouse_beam.records` and :mod:`~streamhouse_beam.settings`.
+
+Everything that runs the read inside Beam (the splittable DoFn, its sources, poll,
+restrictions, watermarks, coders and per-worker state) is ``_``-prefixed under
+:mod:`streamhouse_beam.beam`. ``tests/test_public_api.py`` holds both lists.
 """
 
 from __future__ import annotations
@@ -75,6 +94,7 @@ _BEAM_NAMES = frozenset(
         "ReadFromStreamHouse",
         "StreamHouseRow",
         "StreamHouseTextRow",
+        "local_pipeline_args",
     }
 )
 
@@ -87,6 +107,7 @@ if _typing.TYPE_CHECKING:
         ReadFromStreamHouse,
         StreamHouseRow,
         StreamHouseTextRow,
+        local_pipeline_args,
     )
 
 
@@ -139,4 +160,5 @@ __all__ = [
     "UnsupportedOnRunnerError",
     "ValueDecoder",
     "__version__",
+    "local_pipeline_args",
 ]

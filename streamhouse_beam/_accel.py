@@ -1,6 +1,6 @@
 """Finding the optional C accelerators, and the switch that turns them all off.
 
-The extensions (``streamhouse_beam.segment._speedups``, ``streamhouse_beam.beam._emit``) are
+The extensions (``streamhouse_beam.segment._speedups``, ``streamhouse_beam.beam._emit_speedups``) are
 built only where a C compiler works; every function they provide has a pure-Python twin with
 the same results and errors. Setting ``STREAMHOUSE_BEAM_PURE_PYTHON`` to a non-empty value
 makes every module use the twins, which is how the fallback is tested on a machine that has

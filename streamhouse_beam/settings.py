@@ -32,7 +32,7 @@ outputs read :data:`DEFAULT_MAX_POLL_RECORDS` records (beyond which their per-el
 dominates and larger polls gain nothing; ``benchmarks/results/report.md`` has both sweeps).
 
 This module does not import Apache Beam: the command line reads its defaults without paying
-for it. An :class:`~streamhouse_beam.beam.event_time.EventTimePolicy` (a Beam-side class) is
+for it. An :class:`~streamhouse_beam.beam._event_time.EventTimePolicy` (a Beam-side class) is
 checked only when one is given.
 """
 
@@ -51,7 +51,7 @@ from streamhouse_beam.partition_reader import ReadOptions
 from streamhouse_beam.positions import StartPosition, StopPosition
 
 if TYPE_CHECKING:
-    from streamhouse_beam.beam.event_time import EventTimePolicy
+    from streamhouse_beam.beam._event_time import EventTimePolicy
 
 __all__ = [
     "DEFAULT_MAX_POLL_BYTES",
@@ -87,20 +87,16 @@ _METADATA_SCHEMES = ("sqlite", "postgresql", "postgres")
 _STORAGE_SCHEMES = ("file", "s3", "gs", "memory")
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-
-
-def _check_limit(name: str, value: object) -> None:
-    if value is None:
+def _check_int(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:
+    """Check an int setting (``None`` too when ``optional``) is at least ``minimum``."""
+    if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be None or an int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+        expected = "None or an int" if optional else "an int"
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        bound = "> 0" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
 
 
 def _seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
@@ -226,7 +222,7 @@ class SourceSettings:
         if self.stop is not None and not isinstance(self.stop, StopPosition):
             raise TypeError(f"stop must be a StopPosition or None, got {type(self.stop).__name__}")
         if self.max_records is not None:
-            _check_positive_int("max_records", self.max_records)
+            _check_int("max_records", self.max_records)
         _check_optional_name("commit_offsets_group", self.commit_offsets_group)
         interval: object = self.partition_discovery_interval
         _set(
@@ -295,8 +291,8 @@ class PollSettings:
     spill_dir: str | None = None
 
     def __post_init__(self) -> None:
-        _check_limit("max_poll_records", self.max_poll_records)
-        _check_limit("max_poll_bytes", self.max_poll_bytes)
+        _check_int("max_poll_records", self.max_poll_records, optional=True)
+        _check_int("max_poll_bytes", self.max_poll_bytes, optional=True)
         _set(
             self,
             "max_poll_seconds",
@@ -304,16 +300,8 @@ class PollSettings:
         )
         _set(self, "poll_interval", _seconds("poll_interval", self.poll_interval))
         _set(self, "max_delay_seconds", _seconds("max_delay_seconds", self.max_delay_seconds))
-        cache_max_bytes: object = self.cache_max_bytes
-        if isinstance(cache_max_bytes, bool) or not isinstance(cache_max_bytes, int):
-            raise TypeError(f"cache_max_bytes must be an int, got {cache_max_bytes!r}")
-        if cache_max_bytes <= 0:
-            raise ValueError(f"cache_max_bytes must be > 0, got {cache_max_bytes!r}")
-        workers: object = self.prefetch_workers
-        if isinstance(workers, bool) or not isinstance(workers, int):
-            raise TypeError(f"prefetch_workers must be an int, got {workers!r}")
-        if workers < 0:
-            raise ValueError(f"prefetch_workers must be >= 0, got {workers!r}")
+        _check_int("cache_max_bytes", self.cache_max_bytes)
+        _check_int("prefetch_workers", self.prefetch_workers, minimum=0)
         if self.spill_dir is not None and not isinstance(self.spill_dir, str):
             raise TypeError(f"spill_dir must be None or a str path, got {self.spill_dir!r}")
 
@@ -383,7 +371,7 @@ class OutputSettings:
             self._check_event_time(self.event_time)
 
     def _check_event_time(self, event_time: object) -> None:
-        from streamhouse_beam.beam.event_time import EventTimePolicy
+        from streamhouse_beam.beam._event_time import EventTimePolicy
 
         if not isinstance(event_time, EventTimePolicy):
             raise TypeError(

@@ -19,7 +19,7 @@ from apache_beam.runners.sdf_utils import (
 )
 
 from streamhouse_beam import ReadFromStreamHouse
-from streamhouse_beam.beam.read_fn import (
+from streamhouse_beam.beam._read_fn import (
     CommittingReadPartitionsFn,
     ReadPartitionsFn,
     partitions_fn,
@@ -115,7 +115,7 @@ def claim_batch(tp: Any, records: Any, offsets: Any) -> tuple[list[Any], int | N
     Returns:
         ``(outputs, last claimed offset or None, records claimed, split)``.
     """
-    from streamhouse_beam.beam.batches import BatchOutputs
+    from streamhouse_beam.beam._batches import BatchOutputs
 
     kind = BatchOutputs()
     if not len(records):

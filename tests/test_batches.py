@@ -20,14 +20,14 @@ import pytest
 from apache_beam.utils.timestamp import Timestamp
 
 from streamhouse_beam import ReadFromStreamHouse, StopPosition, TopicPartition
-from streamhouse_beam.beam import batches
-from streamhouse_beam.beam.batches import (
+from streamhouse_beam.beam import _batches as batches
+from streamhouse_beam.beam._batches import (
     BATCH_SCHEMA,
     RecordBatchCoder,
     records_to_batch,
 )
-from streamhouse_beam.beam.claims import PartitionOffsets
-from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
+from streamhouse_beam.beam._claims import PartitionOffsets
+from streamhouse_beam.beam._restriction import PartitionRestriction, PartitionRestrictionTracker
 from streamhouse_beam.metadata import open_metadata
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.process_harness import claim_batch

@@ -13,9 +13,9 @@ import pytest
 from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
 from apache_beam.version import __version__ as beam_version
 
-from streamhouse_beam.beam import claims
-from streamhouse_beam.beam.claims import claim_each, claim_prefix
-from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
+from streamhouse_beam.beam import _claims as claims
+from streamhouse_beam.beam._claims import claim_each, claim_prefix
+from streamhouse_beam.beam._restriction import PartitionRestriction, PartitionRestrictionTracker
 
 
 class _Opaque:

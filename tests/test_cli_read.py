@@ -310,7 +310,7 @@ def test_help_says_keys_and_values_are_base64_and_how_to_choose(
 def test_progress_shows_done_of_total_and_a_rate_on_a_terminal_only(
     store: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streamhouse_beam.cli.jsonl import Progress
+    from streamhouse_beam.cli._jsonl import Progress
 
     monkeypatch.setattr(Progress, "interval", 0.0)
     assert main(_args(store, "--topic", "t", "--stop", "latest")) == 0
@@ -427,7 +427,7 @@ def test_a_bounded_read_s_size_is_planned_from_its_parsed_positions(
     tmp_path: pathlib.Path, positions: list[str], planned: int | None
 ) -> None:
     from streamhouse_beam.cli import build_parser
-    from streamhouse_beam.cli.read import _check_before_running, build_read
+    from streamhouse_beam.cli._read import _check_before_running, build_read
 
     house = write_topic(tmp_path, "t", [[b"v"] * 10, [b"v"] * 10])
     house.commit("g", {("t", 0): 7})

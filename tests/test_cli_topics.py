@@ -125,7 +125,7 @@ def test_password_never_reaches_the_output(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Nothing listens on port 1: the connection is refused; one attempt keeps the test fast.
-    import streamhouse_beam.cli.topics as topics_cli
+    import streamhouse_beam.cli._topics as topics_cli
     from streamhouse_beam.metadata import MetadataStore, open_metadata
 
     def one_attempt(u: str, org: str | None = None) -> MetadataStore:

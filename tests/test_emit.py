@@ -1,4 +1,4 @@
-"""Records-mode output elements (streamhouse_beam.beam.emit): C and Python paths agree."""
+"""Records-mode output elements (streamhouse_beam.beam._emit): C and Python paths agree."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import examples
-from streamhouse_beam.beam import emit
-from streamhouse_beam.beam.coders import StreamHouseRow, StreamHouseTextRow
+from streamhouse_beam.beam import _emit as emit
+from streamhouse_beam.beam._coders import StreamHouseRow, StreamHouseTextRow
 from streamhouse_beam.errors import StreamHouseError
 from streamhouse_beam.records import StreamHouseRecord
 
@@ -170,7 +170,7 @@ def test_a_timestamp_beyond_beams_range_names_the_record() -> None:
 def test_malformed_records_raise_type_errors_before_any_output() -> None:
     if not emit.ACCELERATED:
         pytest.skip("the C argument checks")
-    from streamhouse_beam.beam._emit import windowed_records  # type: ignore[import-not-found]
+    from streamhouse_beam.beam._emit_speedups import windowed_records  # type: ignore[import-not-found]
 
     args = ("t", 0, StreamHouseRecord, False, WindowedValue, Timestamp, GLOBAL, None)
     with pytest.raises(TypeError, match=r"records\[1\]"):

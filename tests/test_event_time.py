@@ -38,9 +38,9 @@ from streamhouse_beam import (
     StopPosition,
     StreamHouseRecord,
 )
-from streamhouse_beam.beam.descriptors import PartitionDescriptor
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn
-from streamhouse_beam.beam.watermark import (
+from streamhouse_beam.beam._descriptors import PartitionDescriptor
+from streamhouse_beam.beam._read_fn import ReadPartitionsFn
+from streamhouse_beam.beam._watermark import (
     PartitionWatermarkEstimatorProvider,
     WatermarkStateCoder,
     _PartitionWatermarkEstimator,
@@ -138,7 +138,7 @@ def test_the_transforms_validate_event_time_when_built(tmp_path: pathlib.Path) -
 
 
 def test_timestamp_function_results_convert_or_fail_naming_the_record() -> None:
-    from streamhouse_beam.beam.event_time import call_timestamp_fn
+    from streamhouse_beam.beam._event_time import call_timestamp_fn
 
     rec = StreamHouseRecord("t", 2, 7, T0, None, {"at": 5})
     assert call_timestamp_fn(lambda r: T0, rec) == T0 * 1000
@@ -500,7 +500,7 @@ def test_every_partition_reading_dofn_takes_its_watermark_from_the_policy(
     """Bounded or tailing, committing or not: the runner asks the DoFn itself for estimators."""
     from apache_beam.runners.common import DoFnSignature
 
-    from streamhouse_beam.beam.read_fn import partitions_fn
+    from streamhouse_beam.beam._read_fn import partitions_fn
 
     policy = EventTimePolicy.bounded_out_of_orderness(5)
     config = ReadFromStreamHouse(

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from streamhouse_beam.beam.local_runner import (
+from streamhouse_beam.beam._local_runner import (
     PRISM_JOB_SERVER_TIMEOUT_SECONDS,
     is_prism,
     local_pipeline_args,
 )
 from streamhouse_beam.cli import main
-from streamhouse_beam.cli.read import _beam_args
+from streamhouse_beam.cli._read import _beam_args
 from streamhouse_beam.errors import RunnerNotInstalledError, StreamHouseError
 from tests.read_helpers import local_streamhouse
 
@@ -149,8 +149,8 @@ def test_cli_read_on_prism_without_a_binary_is_one_line_naming_make_runners(
 
 def test_runtime_modules_never_import_the_testing_package() -> None:
     code = (
-        "import sys, streamhouse_beam.cli, streamhouse_beam.cli.read, "
-        "streamhouse_beam.beam.local_runner, streamhouse_beam.runner_cache;"
+        "import sys, streamhouse_beam.cli, streamhouse_beam.cli._read, "
+        "streamhouse_beam.beam._local_runner, streamhouse_beam._runner_cache;"
         "bad = [m for m in sys.modules if m.startswith('streamhouse_beam.testing')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -1,7 +1,7 @@
 """Partition discovery's reads claim and convert chunks exactly as the main read path does.
 
 A partition found by discovery is read under a ``NewPartitionsTracker``; its chunks are claimed
-through :class:`~streamhouse_beam.beam.discovery.NewPartitionOffsets` (one claim per chunk on
+through :class:`~streamhouse_beam.beam._discovery.NewPartitionOffsets` (one claim per chunk on
 Beam's tracker view, per record through any other wrapper) and converted by the main path's
 code, for records and batches alike, with the watermark observed once per emitted chunk.
 """
@@ -24,15 +24,15 @@ from apache_beam.runners.sdf_utils import (
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from streamhouse_beam import ReadFromStreamHouse
-from streamhouse_beam.beam.discovery import (
+from streamhouse_beam.beam._discovery import (
     NewPartitionOffsets,
     NewPartitionsDescriptor,
     NewPartitionsRestriction,
     NewPartitionsTracker,
 )
-from streamhouse_beam.beam.outputs import DEAD_LETTER_TAG
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider
+from streamhouse_beam.beam._outputs import DEAD_LETTER_TAG
+from streamhouse_beam.beam._read_fn import ReadPartitionsFn
+from streamhouse_beam.beam._watermark import PartitionWatermarkEstimatorProvider
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.segment.columns import BATCH_SCHEMA
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS, LocalStreamHouse

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pytest
 
 from streamhouse_beam import ReadAllFromStreamHouse, ReadFromStreamHouse, StopPosition
-from streamhouse_beam.beam.batches import records_to_batch
-from streamhouse_beam.beam.descriptors import PartitionDescriptor
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn
-from streamhouse_beam.beam.restriction import PartitionRestriction
+from streamhouse_beam.beam._batches import records_to_batch
+from streamhouse_beam.beam._descriptors import PartitionDescriptor
+from streamhouse_beam.beam._read_fn import ReadPartitionsFn
+from streamhouse_beam.beam._restriction import PartitionRestriction
 from streamhouse_beam.cache import SegmentCache
 from streamhouse_beam.partition_reader import PartitionReader
 from streamhouse_beam.settings import (

@@ -7,6 +7,7 @@ half, re-exported there. Everything else is internal.
 from __future__ import annotations
 
 import importlib.metadata
+import pathlib
 import subprocess
 import sys
 import types
@@ -25,6 +26,7 @@ BEAM_NAMES = [
     "ReadFromStreamHouse",
     "StreamHouseRow",
     "StreamHouseTextRow",
+    "local_pipeline_args",
 ]
 
 PUBLIC_NAMES = sorted(
@@ -131,10 +133,79 @@ def test_importing_the_package_does_not_import_apache_beam() -> None:
 def test_the_watermark_estimator_is_not_exported() -> None:
     # Its observe_timestamp ignores outputs (tests/test_watermark_contract.py): only the read's
     # own provider makes one.
-    from streamhouse_beam.beam import watermark
+    from streamhouse_beam.beam import _watermark as watermark
 
     for module in (streamhouse_beam, streamhouse_beam.beam, watermark):
         assert "PartitionWatermarkEstimator" not in getattr(module, "__all__", ())
         assert not hasattr(module, "PartitionWatermarkEstimator")
     made = watermark.PartitionWatermarkEstimatorProvider().create_watermark_estimator(None)
     assert type(made) is watermark._PartitionWatermarkEstimator
+
+
+#: The unprefixed modules: the faces, then the Beam-free layers (the package docstring says
+#: which is which). Every other module's name starts with "_".
+UNPREFIXED_MODULES = {
+    "streamhouse_beam",
+    "streamhouse_beam.beam",
+    "streamhouse_beam.beam.yaml_provider",
+    "streamhouse_beam.cli",
+    "streamhouse_beam.cli.__main__",
+    "streamhouse_beam.errors",
+    "streamhouse_beam.testing",
+    "streamhouse_beam.cache",
+    "streamhouse_beam.decoders",
+    "streamhouse_beam.metadata",
+    "streamhouse_beam.partition_reader",
+    "streamhouse_beam.positions",
+    "streamhouse_beam.records",
+    "streamhouse_beam.segment",
+    "streamhouse_beam.settings",
+    "streamhouse_beam.storage",
+}
+
+#: Packages whose unprefixed modules are theirs to show: a layer's backends and codec parts,
+#: the test helpers.
+OPEN_PACKAGES = (
+    "streamhouse_beam.metadata.",
+    "streamhouse_beam.segment.",
+    "streamhouse_beam.storage.",
+    "streamhouse_beam.testing.",
+)
+
+
+def _modules() -> list[str]:
+    root = pathlib.Path(streamhouse_beam.__file__).parent
+    found = []
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found.append(".".join(parts))
+    return sorted(found)
+
+
+def test_every_module_is_a_face_a_layer_or_underscored() -> None:
+    modules = _modules()
+    assert set(UNPREFIXED_MODULES) <= set(modules)
+    named_plainly = {
+        name
+        for name in modules
+        if not name.rsplit(".", 1)[-1].startswith("_") or name.endswith("__main__")
+    }
+    strays = {
+        name for name in named_plainly - UNPREFIXED_MODULES if not name.startswith(OPEN_PACKAGES)
+    }
+    assert strays == set(), "an internal module without a '_' prefix (or a new face: list it)"
+    # The Beam machinery in particular: only the face and the YAML provider are unprefixed.
+    beam = {name for name in named_plainly if name.startswith("streamhouse_beam.beam")}
+    assert beam == {"streamhouse_beam.beam", "streamhouse_beam.beam.yaml_provider"}
+
+
+def test_every_unprefixed_module_lists_its_names() -> None:
+    import importlib
+
+    for name in sorted(UNPREFIXED_MODULES - {"streamhouse_beam.cli.__main__"}):
+        module = importlib.import_module(name)
+        assert isinstance(getattr(module, "__all__", None), list | tuple), name
+        for exported in module.__all__:
+            assert hasattr(module, exported), f"{name}.__all__ names missing {exported}"

@@ -23,14 +23,14 @@ from apache_beam.runners.sdf_utils import (
 from apache_beam.utils.timestamp import Timestamp
 
 from streamhouse_beam import StartPosition, StopPosition, TopicPartition
-from streamhouse_beam.beam.batches import (
+from streamhouse_beam.beam._batches import (
     BATCH_SCHEMA,
     first_at_or_after,
     records_to_batch,
 )
-from streamhouse_beam.beam.claims import PartitionOffsets
-from streamhouse_beam.beam.descriptors import PartitionDescriptor
-from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
+from streamhouse_beam.beam._claims import PartitionOffsets
+from streamhouse_beam.beam._descriptors import PartitionDescriptor
+from streamhouse_beam.beam._restriction import PartitionRestriction, PartitionRestrictionTracker
 from streamhouse_beam.cache import SegmentCache
 from streamhouse_beam.errors import CorruptSegmentError, DataLossError
 from streamhouse_beam.partition_reader import PartitionReader, ReadOptions
@@ -459,7 +459,7 @@ def test_pure_python_decoder_reads_the_same_batches(
 
 
 def test_coder_estimates_a_batch_size_without_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamhouse_beam.beam.batches import RecordBatchCoder
+    from streamhouse_beam.beam._batches import RecordBatchCoder
 
     coder = RecordBatchCoder()
     batch = records_to_batch("t", 0, [(o, o, b"k%d" % o, b"v" * 100) for o in range(1000)])

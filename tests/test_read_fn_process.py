@@ -16,10 +16,10 @@ from apache_beam.runners.sdf_utils import (
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
 from streamhouse_beam import StartPosition, StopPosition
-from streamhouse_beam.beam import claims
-from streamhouse_beam.beam.descriptors import PartitionDescriptor
-from streamhouse_beam.beam.discovery import NewPartitionsDescriptor
-from streamhouse_beam.beam.restriction import PartitionRestriction
+from streamhouse_beam.beam import _claims as claims
+from streamhouse_beam.beam._descriptors import PartitionDescriptor
+from streamhouse_beam.beam._discovery import NewPartitionsDescriptor
+from streamhouse_beam.beam._restriction import PartitionRestriction
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.process_harness import CheckpointAfter, Finalizer, Harness, call_process
 from tests.read_helpers import local_streamhouse, write_topic

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamhouse_beam import ReadFromStreamHouse, StopPosition
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn
+from streamhouse_beam.beam._read_fn import ReadPartitionsFn
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.read_helpers import local_streamhouse, urls
 from tests.split_gate import SplitGate

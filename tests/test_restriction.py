@@ -7,19 +7,19 @@ import pickle
 import pytest
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
-from streamhouse_beam.beam.coders import (
+from streamhouse_beam.beam._coders import (
     DeadLetterRecord,
     DeadLetterRecordCoder,
     StreamHouseRecordCoder,
 )
-from streamhouse_beam.beam.discovery import NewPartitionsRestriction, NewPartitionsTracker
-from streamhouse_beam.beam.read_fn import _RestrictionCoder
-from streamhouse_beam.beam.restriction import (
+from streamhouse_beam.beam._discovery import NewPartitionsRestriction, NewPartitionsTracker
+from streamhouse_beam.beam._read_fn import _RestrictionCoder
+from streamhouse_beam.beam._restriction import (
     UNBOUNDED_STOP,
     PartitionRestriction,
     PartitionRestrictionTracker,
 )
-from streamhouse_beam.beam.watermark import (
+from streamhouse_beam.beam._watermark import (
     PartitionWatermarkEstimatorProvider,
     WatermarkStateCoder,
     _PartitionWatermarkEstimator,
@@ -164,7 +164,7 @@ def test_watermark_is_monotonic_and_advances_when_idle() -> None:
 
 
 def test_watermark_is_seeded_from_a_timestamp_start() -> None:
-    from streamhouse_beam.beam.descriptors import PartitionDescriptor
+    from streamhouse_beam.beam._descriptors import PartitionDescriptor
 
     provider = PartitionWatermarkEstimatorProvider()
     seeded = provider.initial_estimator_state(

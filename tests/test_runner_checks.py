@@ -29,7 +29,7 @@ from streamhouse_beam import (
     StopPosition,
     UnsupportedOnRunnerError,
 )
-from streamhouse_beam.beam import runner_checks
+from streamhouse_beam.beam import _runner_checks as runner_checks
 from tests.read_helpers import urls, write_topic
 
 FLINK_BATCH = ["--runner=FlinkRunner", "--flink_master=[local]"]

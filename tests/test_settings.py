@@ -25,10 +25,10 @@ from streamhouse_beam import (
     StartPosition,
     StopPosition,
 )
-from streamhouse_beam.beam.descriptors import ReadConfig
+from streamhouse_beam.beam._descriptors import ReadConfig
 from streamhouse_beam.beam.yaml_provider import read_from_streamhouse
 from streamhouse_beam.cli import build_parser
-from streamhouse_beam.cli.read import build_read
+from streamhouse_beam.cli._read import build_read
 from streamhouse_beam.decoders import JsonDecoder
 from streamhouse_beam.settings import (
     DEFAULT_MAX_POLL_RECORDS,
@@ -291,7 +291,7 @@ def test_the_yaml_provider_reads_with_the_model_defaults_but_text_rows() -> None
             PollSettings,
             {"cache_max_bytes": True},
             TypeError,
-            "cache_max_bytes must be an int, got True",
+            "cache_max_bytes must be an int, got bool True",
         ),
         (
             PollSettings,
@@ -303,7 +303,7 @@ def test_the_yaml_provider_reads_with_the_model_defaults_but_text_rows() -> None
             PollSettings,
             {"prefetch_workers": 2.0},
             TypeError,
-            "prefetch_workers must be an int, got 2.0",
+            "prefetch_workers must be an int, got float 2.0",
         ),
         (PollSettings, {"spill_dir": 5}, TypeError, "spill_dir must be None or a str path, got 5"),
         (

@@ -26,11 +26,11 @@ from apache_beam.runners.sdf_utils import (
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
 from streamhouse_beam import EventTimePolicy, ReadFromStreamHouse, StartPosition
-from streamhouse_beam.beam import poll
-from streamhouse_beam.beam.descriptors import PartitionDescriptor
-from streamhouse_beam.beam.discovery import NewPartitionsDescriptor
-from streamhouse_beam.beam.read_fn import ReadPartitionsFn, partitions_fn
-from streamhouse_beam.beam.watermark import _PartitionWatermarkEstimator
+from streamhouse_beam.beam import _poll as poll
+from streamhouse_beam.beam._descriptors import PartitionDescriptor
+from streamhouse_beam.beam._discovery import NewPartitionsDescriptor
+from streamhouse_beam.beam._read_fn import ReadPartitionsFn, partitions_fn
+from streamhouse_beam.beam._watermark import _PartitionWatermarkEstimator
 from streamhouse_beam.records import StreamHouseRecord
 from streamhouse_beam.testing.local import DEFAULT_CLOCK_START_MS
 from tests.process_harness import Finalizer, call_process

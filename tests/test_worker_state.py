@@ -19,9 +19,9 @@ from apache_beam.internal import pickler
 from streamhouse_beam import ReadFromStreamHouse, StartPosition, StopPosition
 from streamhouse_beam import cache as cache_module
 from streamhouse_beam._worker_registry import WorkerRegistry
-from streamhouse_beam.beam import worker_state
-from streamhouse_beam.beam.descriptors import PartitionDescriptor
-from streamhouse_beam.beam.worker_state import RESOURCES, RUNS, RunLease, WorkerResources
+from streamhouse_beam.beam import _worker_state as worker_state
+from streamhouse_beam.beam._descriptors import PartitionDescriptor
+from streamhouse_beam.beam._worker_state import RESOURCES, RUNS, RunLease, WorkerResources
 from streamhouse_beam.metadata import open_metadata
 from streamhouse_beam.records import TopicPartition
 from tests.process_harness import Harness

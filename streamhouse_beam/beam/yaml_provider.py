@@ -18,8 +18,8 @@ the read's default (:mod:`streamhouse_beam.settings`), as on the command line.
 
 from typing import Any, Optional
 
-from streamhouse_beam.beam.event_time import EventTimePolicy
-from streamhouse_beam.beam.transforms import ReadFromStreamHouse
+from streamhouse_beam.beam._event_time import EventTimePolicy
+from streamhouse_beam.beam._transforms import ReadFromStreamHouse
 from streamhouse_beam.positions import StartPosition, StopPosition
 
 __all__ = ["EVENT_TIMES", "ROW_DECODERS", "read_from_streamhouse"]

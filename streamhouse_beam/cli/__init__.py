@@ -1,8 +1,8 @@
 """The ``streamhouse-beam`` command: ``inspect``, ``topics`` and ``read``.
 
-Each subcommand lives in its own module of this package (``read``, ``topics``, ``inspect``)
-exposing ``register(subparsers)``; this module only dispatches. A failure is printed as one line on stderr with exit status 1 —
-never a traceback — because the message already says what and where; ``--verbose`` adds the
+Each subcommand lives in its own internal module of this package (``_read``, ``_topics``,
+``_inspect``) exposing ``register(subparsers)``; this module only dispatches. A failure is
+printed as one line on stderr with exit status 1 — never a traceback — because the message already says what and where; ``--verbose`` adds the
 traceback and the log lines of the libraries underneath (Beam's among them), which are
 otherwise kept off the terminal. The package's own warnings (a lost range, a start past the
 end) are always shown.
@@ -21,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from streamhouse_beam.errors import StreamHouseError, redact
+
+__all__ = ["build_parser", "main"]
 
 _SUBCOMMANDS = ("inspect", "topics", "read")
 
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     for name in _SUBCOMMANDS:
-        module = importlib.import_module(f"streamhouse_beam.cli.{name}")
+        module = importlib.import_module(f"streamhouse_beam.cli._{name}")
         module.register(sub)
         sub.choices[name].add_argument(
             "-v",

@@ -8,7 +8,7 @@ slices of those columns, concatenated only when a read spans blocks or segments
 (:func:`assemble_batch`).
 
 :data:`BATCH_SCHEMA` is the schema of every batch (documented in
-:mod:`streamhouse_beam.beam.batches`, which re-exports it); ``key``/``value`` switch to
+:mod:`streamhouse_beam.beam._batches`, which re-exports it); ``key``/``value`` switch to
 ``large_binary`` only for a batch holding more than ``2**31 - 1`` key or value bytes.
 
 This module needs ``pyarrow`` (the ``arrow`` extra); the rest of the segment package does not
@@ -176,7 +176,7 @@ def assemble_batch(topic: str, partition: int, pieces: Sequence[Piece]) -> pa.Re
 
     Returns:
         The batch; ``key``/``value`` are ``large_binary`` only when its key or value bytes
-        exceed :data:`BINARY_LIMIT` (the rule of :func:`streamhouse_beam.beam.batches.records_to_batch`).
+        exceed :data:`BINARY_LIMIT` (the rule of :func:`streamhouse_beam.beam._batches.records_to_batch`).
     """
     pieces = [p for p in pieces if p[2] > 0]
     if not pieces:

@@ -16,7 +16,7 @@ own Python (``--environment_type=LOOPBACK``), so the DoFns run against the same 
 
 Missing runners raise :class:`~streamhouse_beam.errors.RunnerNotInstalledError` saying which
 command installs them. The cache lookup itself (:func:`cache_dir`, :func:`prism_binary`) lives in
-the runtime module :mod:`streamhouse_beam.runner_cache`, which the CLI and examples use too.
+the runtime module :mod:`streamhouse_beam._runner_cache`, which the CLI and examples use too.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from streamhouse_beam._runner_cache import FETCH_HINT as _FETCH_HINT
+from streamhouse_beam._runner_cache import cache_dir, prism_binary
 from streamhouse_beam.errors import RunnerNotInstalledError
-from streamhouse_beam.runner_cache import FETCH_HINT as _FETCH_HINT
-from streamhouse_beam.runner_cache import cache_dir, prism_binary
 from streamhouse_beam.testing.servers import _GrpcChildServer
 
 __all__ = [

@@ -139,7 +139,7 @@ def register(subparsers: Any) -> None:
 
 def build_read(args: argparse.Namespace) -> Any:
     """The ``ReadFromStreamHouse`` the arguments describe; what they leave out is its default."""
-    from streamhouse_beam.beam.transforms import ReadFromStreamHouse
+    from streamhouse_beam.beam._transforms import ReadFromStreamHouse
     from streamhouse_beam.positions import StartPosition, StopPosition
 
     given: dict[str, Any] = {
@@ -346,7 +346,7 @@ def _check_single_file_write(pipeline: Any, stop: Any, runner_name: str) -> None
     """
     from apache_beam.options.pipeline_options import StandardOptions
 
-    from streamhouse_beam.beam.runner_checks import is_flink
+    from streamhouse_beam.beam._runner_checks import is_flink
 
     if stop is None:
         raise ValueError(
@@ -371,7 +371,7 @@ def _beam_args(extra: list[str], *, tailing: bool) -> list[str]:
         RunnerNotInstalledError: ``--runner=PrismRunner`` without ``--prism_location`` and
             no Prism in the runner cache.
     """
-    from streamhouse_beam.beam.local_runner import local_pipeline_args, prism_available
+    from streamhouse_beam.beam._local_runner import local_pipeline_args, prism_available
 
     default = "PrismRunner" if tailing and prism_available() else "FnApiRunner"
     return local_pipeline_args(extra, default_runner=default)
@@ -385,7 +385,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         StandardOptions,
     )
 
-    from streamhouse_beam.beam.local_runner import is_prism
+    from streamhouse_beam.beam._local_runner import is_prism
 
     options = PipelineOptions(_beam_args(extra, tailing=args.stop is None))
     runner_name = options.view_as(StandardOptions).runner
@@ -418,7 +418,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             "until interrupted",
             file=sys.stderr,
         )
-    from streamhouse_beam.cli.jsonl import AppendJsonLines, Progress
+    from streamhouse_beam.cli._jsonl import AppendJsonLines, Progress
 
     fmt = args.format
     lines = pipeline | "Read" >> read | "ToJson" >> beam.Map(to_json_line, fmt)

@@ -1,7 +1,7 @@
 """Reading one partition's range: its restriction, its size, and its poll loop.
 
-:class:`PartitionSource` is the :class:`~streamhouse_beam.beam.source.Source` of a
-:class:`~streamhouse_beam.beam.descriptors.PartitionDescriptor`. Its restriction is resolved
+:class:`PartitionSource` is the :class:`~streamhouse_beam.beam._source.Source` of a
+:class:`~streamhouse_beam.beam._descriptors.PartitionDescriptor`. Its restriction is resolved
 from the start and stop positions on the worker when the read is planned. Each ``process()``
 call
 
@@ -13,7 +13,7 @@ call
    value bytes: whichever it reaches first) in reads of ``read_chunk_records`` records,
    stopping early once ``max_poll_seconds`` have passed (``batches`` read the whole poll in
    one read), each chunk going out through
-   :meth:`Chunk.emit <streamhouse_beam.beam.poll.Chunk.emit>`: cut at the stop time, taken
+   :meth:`Chunk.emit <streamhouse_beam.beam._poll.Chunk.emit>`: cut at the stop time, taken
    from the budget, claimed, converted, its event time reported; a refused claim means a split
    took the rest: stop;
 4. claims the last offset the read scanned past (gaps, lost ranges), ends a bounded range by
@@ -30,12 +30,12 @@ from typing import Any
 
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from streamhouse_beam.beam.claims import PartitionOffsets
-from streamhouse_beam.beam.descriptors import PartitionDescriptor, ReadConfig
-from streamhouse_beam.beam.poll import Chunk, Cursor
-from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
-from streamhouse_beam.beam.source import Source, Worker
-from streamhouse_beam.beam.worker_state import WorkerResources
+from streamhouse_beam.beam._claims import PartitionOffsets
+from streamhouse_beam.beam._descriptors import PartitionDescriptor, ReadConfig
+from streamhouse_beam.beam._poll import Chunk, Cursor
+from streamhouse_beam.beam._restriction import PartitionRestriction, PartitionRestrictionTracker
+from streamhouse_beam.beam._source import Source, Worker
+from streamhouse_beam.beam._worker_state import WorkerResources
 from streamhouse_beam.partition_reader import PartitionReader
 from streamhouse_beam.records import TopicPartition
 

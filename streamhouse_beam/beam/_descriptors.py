@@ -4,7 +4,7 @@
   of the splittable read DoFn (and of :class:`~streamhouse_beam.ReadAllFromStreamHouse`).
 * :class:`ReadConfig` — everything a worker needs to read (URLs, reader and cache options,
   decoding, output kind, commits); frozen and picklable, never holding a client. What a worker
-  builds from it (clients, cache, budget) is in :mod:`streamhouse_beam.beam.worker_state`.
+  builds from it (clients, cache, budget) is in :mod:`streamhouse_beam.beam._worker_state`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from streamhouse_beam.beam.event_time import EventTimePolicy
+from streamhouse_beam.beam._event_time import EventTimePolicy
 from streamhouse_beam.decoders import ValueDecoder
 from streamhouse_beam.errors import redact
 from streamhouse_beam.partition_reader import ReadOptions

@@ -27,7 +27,7 @@ loop would, so ``check_done`` sees the same last attempt.
 
 The chunk code does not call :func:`claim_prefix` directly: it claims through an
 :class:`OffsetClaims` target, :class:`PartitionOffsets` for a partition's own tracker here, and
-``NewPartitionOffsets`` (:mod:`streamhouse_beam.beam.discovery`) for a partition read by
+``NewPartitionOffsets`` (:mod:`streamhouse_beam.beam._discovery`) for a partition read by
 partition discovery.
 """
 
@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
 from apache_beam.version import __version__ as _BEAM_VERSION
 
-from streamhouse_beam.beam.restriction import PartitionRestriction, PartitionRestrictionTracker
+from streamhouse_beam.beam._restriction import PartitionRestriction, PartitionRestrictionTracker
 
 __all__ = [
     "LOCKED_CLAIM_BEAM_VERSIONS",

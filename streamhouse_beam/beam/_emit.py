@@ -3,9 +3,9 @@
 On FnApiRunner, building each record's output in Python (the row, a Beam ``Timestamp``
 through its validating constructor, the ``WindowedValue``) costs about as much as all the work
 Beam does with the element afterwards. :func:`windowed_records` builds a whole chunk at once,
-in C when the optional accelerator ``streamhouse_beam.beam._emit`` was built (and
+in C when the optional accelerator ``streamhouse_beam.beam._emit_speedups`` was built (and
 ``STREAMHOUSE_BEAM_PURE_PYTHON`` is not set), else in an equivalent Python loop; both return the chunk's largest timestamp too, which the read reports
-to its watermark estimator once per chunk (see ``streamhouse_beam.beam.watermark``).
+to its watermark estimator once per chunk (see ``streamhouse_beam.beam._watermark``).
 
 Timestamps come from :func:`timestamp_ms`, which fills an :class:`EventTime` (a ``Timestamp``
 subclass storing its microseconds) directly instead of running the validating constructor
@@ -27,7 +27,7 @@ from streamhouse_beam._accel import accelerator
 from streamhouse_beam.errors import StreamHouseError
 
 #: The C twin of windowed_records_py, or None (not built, or pure Python forced).
-_windowed_records_c = accelerator("streamhouse_beam.beam._emit", "windowed_records")
+_windowed_records_c = accelerator("streamhouse_beam.beam._emit_speedups", "windowed_records")
 
 __all__ = [
     "ACCELERATED",

@@ -36,11 +36,11 @@ from typing import Any
 
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from streamhouse_beam.beam.claims import OffsetClaims
-from streamhouse_beam.beam.descriptors import ReadConfig
-from streamhouse_beam.beam.emit import timestamp_micros
-from streamhouse_beam.beam.outputs import OutputKind
-from streamhouse_beam.beam.worker_state import RecordBudget
+from streamhouse_beam.beam._claims import OffsetClaims
+from streamhouse_beam.beam._descriptors import ReadConfig
+from streamhouse_beam.beam._emit import timestamp_micros
+from streamhouse_beam.beam._outputs import OutputKind
+from streamhouse_beam.beam._worker_state import RecordBudget
 from streamhouse_beam.partition_reader import PartitionReader, ReadBatch
 from streamhouse_beam.records import TopicPartition
 

@@ -1,7 +1,7 @@
 """The per-partition watermark estimator, its provider and its versioned state coder.
 
 Each partition's restriction carries a watermark that follows the read's
-:class:`~streamhouse_beam.beam.event_time.EventTimePolicy`. Under record time, the default, it
+:class:`~streamhouse_beam.beam._event_time.EventTimePolicy`. Under record time, the default, it
 
 * is **seeded** from the start position: a ``StartPosition.timestamp(ms)`` start seeds ``ms``
   (nothing earlier will be emitted); other starts seed ``MIN_TIMESTAMP`` until the first record
@@ -14,7 +14,7 @@ Each partition's restriction carries a watermark that follows the read's
   nothing, because the chunk report already covers the output (the same maximum, once per
   chunk instead of a lock, a ``Timestamp`` conversion and a comparison per record). That is
   correct only because every output of the read is made by one method,
-  :meth:`streamhouse_beam.beam.poll.Chunk.emit`, which reports first; so the estimator is
+  :meth:`streamhouse_beam.beam._poll.Chunk.emit`, which reports first; so the estimator is
   private to this module (the provider makes it), and ``tests/test_watermark_contract.py``
   fails when an output of ``process()`` does not come from there;
 * **advances while idle**: when the partition is caught up and nothing new arrived, the DoFn
@@ -43,8 +43,8 @@ from apache_beam.io.iobase import WatermarkEstimator
 from apache_beam.transforms.core import WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
 
-from streamhouse_beam.beam.coders import DeterministicCoder
-from streamhouse_beam.beam.event_time import EventTimePolicy
+from streamhouse_beam.beam._coders import DeterministicCoder
+from streamhouse_beam.beam._event_time import EventTimePolicy
 from streamhouse_beam.errors import StreamHouseError
 
 __all__ = [
@@ -68,7 +68,7 @@ class _PartitionWatermarkEstimator(WatermarkEstimator):  # type: ignore[misc]
     """A monotonic watermark that also advances on idleness. State: the watermark itself.
 
     Private: its :meth:`observe_timestamp` ignores outputs, so it is right only for a DoFn
-    whose outputs all leave through :meth:`streamhouse_beam.beam.poll.Chunk.emit`.
+    whose outputs all leave through :meth:`streamhouse_beam.beam._poll.Chunk.emit`.
 
     Args:
         state: the watermark to resume from (``None``: ``MIN_TIMESTAMP``).

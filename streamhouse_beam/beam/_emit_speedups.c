@@ -7,7 +7,7 @@
  * everything Beam itself does with the element afterwards. Here the row is allocated as the
  * tuple subclass it is, records of one millisecond share one Timestamp, and the Timestamp (an
  * EventTime, which stores its micros) is filled in directly; the attribute layout is verified
- * against Beam's own constructor by emit.py before this function is ever used (see
+ * against Beam's own constructor by _emit.py before this function is ever used (see
  * emit._timestamp_layout_ok).
  *
  * windowed_records(records, values, topic, partition, row_type, kv, wv_type, ts_type, windows,
@@ -39,7 +39,7 @@ static PyObject *int_six = NULL;
 static PyObject *empty_tuple = NULL;
 
 /* An EventTime of `ms` milliseconds: the fields Timestamp(micros=ms * 1000) would have, plus
- * the stored `micros` of the EventTime subclass (emit.py). */
+ * the stored `micros` of the EventTime subclass (_emit.py). */
 static PyObject *
 new_timestamp(PyTypeObject *ts_type, uint64_t ms)
 {
@@ -214,7 +214,7 @@ static PyMethodDef outputs_methods[] = {
 };
 
 static PyTypeObject OutputsIterType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "streamhouse_beam.beam._emit.OutputsIter",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "streamhouse_beam.beam._emit_speedups.OutputsIter",
     .tp_basicsize = sizeof(OutputsIter),
     .tp_dealloc = (destructor)outputs_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -226,7 +226,7 @@ static PyTypeObject OutputsIterType = {
 };
 
 static PyTypeObject GivenTimesIterType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "streamhouse_beam.beam._emit.GivenTimesIter",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "streamhouse_beam.beam._emit_speedups.GivenTimesIter",
     .tp_basicsize = sizeof(OutputsIter),
     .tp_dealloc = (destructor)outputs_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -353,12 +353,12 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_emit", "C accelerator for streamhouse_beam.beam.emit.",
+    PyModuleDef_HEAD_INIT, "_emit_speedups", "C accelerator for streamhouse_beam.beam._emit.",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
-PyInit__emit(void)
+PyInit__emit_speedups(void)
 {
     if (PyType_Ready(&OutputsIterType) < 0 || PyType_Ready(&GivenTimesIterType) < 0) {
         return NULL;

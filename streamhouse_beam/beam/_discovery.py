@@ -1,12 +1,12 @@
 """Partition discovery: the partitions a read starts with, and those created while it tails.
 
 :class:`DiscoverPartitionsFn` lists each topic's partitions when the pipeline starts and emits
-one :class:`~streamhouse_beam.beam.descriptors.PartitionDescriptor` per partition. For a
+one :class:`~streamhouse_beam.beam._descriptors.PartitionDescriptor` per partition. For a
 tailing read it also emits one :class:`NewPartitionsDescriptor` per topic, the partitions
 numbered after those.
 
 That element is read by the same splittable DoFn as the partitions
-(:mod:`streamhouse_beam.beam.read_fn`), not by a watching DoFn of its own upstream of the read:
+(:mod:`streamhouse_beam.beam._read_fn`), not by a watching DoFn of its own upstream of the read:
 runners such as FnApiRunner run a stage only once every stage upstream of it has finished, and
 a stage that watches a topic for new partitions never finishes, so the read would never start.
 Within the read's DoFn, the element has its own source, :class:`NewPartitionsSource`, which
@@ -19,7 +19,7 @@ coder and poll loop. Each ``process()`` call of it
    since (``("partition", p, earliest offset)``), so it is read from its earliest offset;
 4. reads every partition discovered so far, one read each, sharing the poll's record and byte
    limits, each chunk going out through
-   :meth:`Chunk.emit <streamhouse_beam.beam.poll.Chunk.emit>` exactly as a partition's own
+   :meth:`Chunk.emit <streamhouse_beam.beam._poll.Chunk.emit>` exactly as a partition's own
    chunks do, its offsets claimed through :class:`NewPartitionOffsets`;
 5. checkpoints: after ``poll_interval`` when every partition was caught up (and advances an
    idle watermark), at once otherwise.
@@ -38,12 +38,12 @@ from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.runners.sdf_utils import RestrictionTrackerView
 from apache_beam.utils.timestamp import Duration
 
-from streamhouse_beam.beam.claims import claim_each
-from streamhouse_beam.beam.coders import DeterministicCoder
-from streamhouse_beam.beam.descriptors import PartitionDescriptor, ReadConfig
-from streamhouse_beam.beam.restriction import RESTRICTION_CODER_VERSION, restriction_kind
-from streamhouse_beam.beam.source import Source
-from streamhouse_beam.beam.worker_state import worker_resources
+from streamhouse_beam.beam._claims import claim_each
+from streamhouse_beam.beam._coders import DeterministicCoder
+from streamhouse_beam.beam._descriptors import PartitionDescriptor, ReadConfig
+from streamhouse_beam.beam._restriction import RESTRICTION_CODER_VERSION, restriction_kind
+from streamhouse_beam.beam._source import Source
+from streamhouse_beam.beam._worker_state import worker_resources
 from streamhouse_beam.errors import StreamHouseError
 from streamhouse_beam.records import TopicPartition
 
@@ -222,10 +222,10 @@ class NewPartitionsRestrictionCoder(DeterministicCoder):
     """Deterministic, versioned encoding of a :class:`NewPartitionsRestriction`.
 
     Layout (big-endian): version ``u8``
-    (:data:`~streamhouse_beam.beam.restriction.RESTRICTION_CODER_VERSION`), kind ``u8`` (1),
+    (:data:`~streamhouse_beam.beam._restriction.RESTRICTION_CODER_VERSION`), kind ``u8`` (1),
     flags ``u8`` (bit 0: done), next partition ``i32``, count ``i32``, then ``count`` times
     partition ``i32`` and next offset ``i64``: kind 1 of the envelope whose kind 0 is
-    :class:`~streamhouse_beam.beam.restriction.PartitionRestrictionCoder`.
+    :class:`~streamhouse_beam.beam._restriction.PartitionRestrictionCoder`.
     """
 
     KIND = 1

@@ -21,7 +21,7 @@ of key or value bytes. A batch's event time is the largest record timestamp in i
 watermark after each batch is exactly what it is after the same records in ``"records"`` mode.
 
 The read itself builds batches without a Python object per record: :class:`BatchOutputs`, the
-output kind (:mod:`streamhouse_beam.beam.outputs`), polls
+output kind (:mod:`streamhouse_beam.beam._outputs`), polls
 :meth:`streamhouse_beam.partition_reader.PartitionReader.read_columns`, which decodes blocks
 straight into Arrow buffers (:mod:`streamhouse_beam.segment.columns`), claims the polled batch
 with one tracker claim and slices it to the claimed prefix when a split took the rest. A batch can also be built from
@@ -44,9 +44,9 @@ from apache_beam import coders
 from apache_beam.utils.timestamp import Timestamp
 
 from streamhouse_beam._accel import accelerator
-from streamhouse_beam.beam.claims import OffsetClaims
-from streamhouse_beam.beam.coders import DeterministicCoder
-from streamhouse_beam.beam.outputs import OutputKind
+from streamhouse_beam.beam._claims import OffsetClaims
+from streamhouse_beam.beam._coders import DeterministicCoder
+from streamhouse_beam.beam._outputs import OutputKind
 from streamhouse_beam.partition_reader import PartitionReader, ReadBatch
 from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.segment.columns import (
@@ -156,7 +156,7 @@ def batch_event_time(batch: pa.RecordBatch) -> Timestamp:
 class _OffsetRows(Sequence[tuple[int]]):
     """A batch's offsets as the ``(offset,)`` rows a chunk claim reads.
 
-    A chunk claim (:func:`streamhouse_beam.beam.claims.claim_prefix`) looks at a few rows only (the last, and the one at a split), so a
+    A chunk claim (:func:`streamhouse_beam.beam._claims.claim_prefix`) looks at a few rows only (the last, and the one at a split), so a
     polled batch is claimed without a Python object per record.
     """
 

@@ -13,7 +13,7 @@ of one partition plus a flag saying whether the range is open-ended (a tailing r
   ``truncate`` on drain returns ``None``: an open-ended read has nothing left to finish.
 
 Partitions created while a tailing read runs have a restriction of their own, in
-:mod:`streamhouse_beam.beam.discovery`.
+:mod:`streamhouse_beam.beam._discovery`.
 
 To end an open-ended read early (``max_records`` reached, a stop timestamp seen), the DoFn claims
 the range's stop, which is refused and leaves nothing unclaimed: ``check_done`` then passes.
@@ -27,7 +27,7 @@ from typing import Any
 from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 
-from streamhouse_beam.beam.coders import DeterministicCoder
+from streamhouse_beam.beam._coders import DeterministicCoder
 from streamhouse_beam.errors import StreamHouseError
 
 __all__ = [
@@ -176,7 +176,7 @@ class PartitionRestrictionCoder(DeterministicCoder):
     Layout (big-endian): version ``u8`` (:data:`RESTRICTION_CODER_VERSION`), kind ``u8`` (0),
     start ``i64``, stop ``i64``, flags ``u8`` (bit 0: unbounded). Partition discovery's
     restriction is kind 1 of the same envelope
-    (:class:`~streamhouse_beam.beam.discovery.NewPartitionsRestrictionCoder`); the read DoFn's
+    (:class:`~streamhouse_beam.beam._discovery.NewPartitionsRestrictionCoder`); the read DoFn's
     coder picks between the two by the kind byte. Unknown versions and kinds are refused
     rather than guessed.
     """

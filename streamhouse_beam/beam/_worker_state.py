@@ -48,7 +48,7 @@ from streamhouse_beam.records import TopicPartition
 from streamhouse_beam.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
-    from streamhouse_beam.beam.descriptors import ReadConfig
+    from streamhouse_beam.beam._descriptors import ReadConfig
 
 __all__ = [
     "MAX_IDLE_RESOURCES",

@@ -1,22 +1,22 @@
 """What a read emits, chosen once from ``output``: records, rows, ``(key, value)`` pairs or batches.
 
 An :class:`OutputKind` answers the questions a polled chunk asks on its way out
-(:class:`~streamhouse_beam.beam.poll.Chunk`):
+(:class:`~streamhouse_beam.beam._poll.Chunk`):
 
 * how to read a partition: record tuples (``PartitionReader.read``) or Arrow columns
   (``PartitionReader.read_columns``), and whether one read takes the whole poll (a batch is
   one element per read, so ``batches`` read the whole poll at once);
 * where a stop time cuts a chunk: before its first record at or after that time;
 * how to claim a chunk: its longest claimable prefix, with one tracker claim
-  (:mod:`streamhouse_beam.beam.claims`);
+  (:mod:`streamhouse_beam.beam._claims`);
 * how claimed records become outputs, and the largest event time among those outputs, which
   the chunk reports to the watermark estimator before the outputs leave.
 
 :func:`output_kind` picks the kind from the read's configuration when the DoFn is set up (and
 :func:`element_type` the type the transforms declare), so nothing tests the ``output`` string
 while reading. ``records``, ``rows`` and ``kv`` are made record by record here (the global
-window's fast path: :func:`~streamhouse_beam.beam.emit.windowed_records`); ``batches`` is
-:class:`~streamhouse_beam.beam.batches.BatchOutputs`, imported only when asked for, since it
+window's fast path: :func:`~streamhouse_beam.beam._emit.windowed_records`); ``batches`` is
+:class:`~streamhouse_beam.beam._batches.BatchOutputs`, imported only when asked for, since it
 needs pyarrow.
 """
 
@@ -31,16 +31,16 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 
-from streamhouse_beam.beam.claims import OffsetClaims
-from streamhouse_beam.beam.coders import DeadLetterRecord, StreamHouseRow, StreamHouseTextRow
-from streamhouse_beam.beam.descriptors import ReadConfig
-from streamhouse_beam.beam.emit import (
+from streamhouse_beam.beam._claims import OffsetClaims
+from streamhouse_beam.beam._coders import DeadLetterRecord, StreamHouseRow, StreamHouseTextRow
+from streamhouse_beam.beam._descriptors import ReadConfig
+from streamhouse_beam.beam._emit import (
     check_event_time,
     timestamp_micros,
     timestamp_ms,
     windowed_records,
 )
-from streamhouse_beam.beam.event_time import call_timestamp_fn
+from streamhouse_beam.beam._event_time import call_timestamp_fn
 from streamhouse_beam.errors import DecodeError
 from streamhouse_beam.partition_reader import PartitionReader, ReadBatch
 from streamhouse_beam.records import StreamHouseRecord, TopicPartition
@@ -109,7 +109,7 @@ class _PerRecordOutputs(OutputKind):
     Args:
         config: the read's configuration (decoder, dead letters, event-time policy).
         global_window: the descriptors are in the global window, so outputs are made as
-            ready-made ``WindowedValue`` s (:func:`~streamhouse_beam.beam.emit.windowed_records`).
+            ready-made ``WindowedValue`` s (:func:`~streamhouse_beam.beam._emit.windowed_records`).
         metrics: the read's counters (``decode_errors`` is counted here), or None.
     """
 
@@ -322,7 +322,7 @@ def output_kind(
         metrics: the read's counters, or None.
     """
     if config.output == "batches":
-        from streamhouse_beam.beam.batches import BatchOutputs  # needs pyarrow: only then
+        from streamhouse_beam.beam._batches import BatchOutputs  # needs pyarrow: only then
 
         return BatchOutputs()
     return _PER_RECORD[config.output](config, global_window, metrics)

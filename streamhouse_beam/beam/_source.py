@@ -1,14 +1,14 @@
 """The read stage's two kinds of element, each with a source; what a source uses of the DoFn.
 
-The splittable read DoFn (:mod:`streamhouse_beam.beam.read_fn`) takes two kinds of element:
+The splittable read DoFn (:mod:`streamhouse_beam.beam._read_fn`) takes two kinds of element:
 
-* a :class:`~streamhouse_beam.beam.descriptors.PartitionDescriptor`: one partition, read over
-  a :class:`~streamhouse_beam.beam.restriction.PartitionRestriction` (an offset range) by
-  :class:`~streamhouse_beam.beam.partitions.PartitionSource`;
-* a :class:`~streamhouse_beam.beam.discovery.NewPartitionsDescriptor`: the partitions of a
+* a :class:`~streamhouse_beam.beam._descriptors.PartitionDescriptor`: one partition, read over
+  a :class:`~streamhouse_beam.beam._restriction.PartitionRestriction` (an offset range) by
+  :class:`~streamhouse_beam.beam._partitions.PartitionSource`;
+* a :class:`~streamhouse_beam.beam._discovery.NewPartitionsDescriptor`: the partitions of a
   topic created while a tailing read runs, found and read over a
-  :class:`~streamhouse_beam.beam.discovery.NewPartitionsRestriction` by
-  :class:`~streamhouse_beam.beam.discovery.NewPartitionsSource`.
+  :class:`~streamhouse_beam.beam._discovery.NewPartitionsRestriction` by
+  :class:`~streamhouse_beam.beam._discovery.NewPartitionsSource`.
 
 Both kinds are elements of the one DoFn because discovery must run in the read's stage: a
 runner such as FnApiRunner runs a stage only once its upstream stages have finished, and an
@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from apache_beam.io.iobase import RestrictionTracker
 
-from streamhouse_beam.beam.descriptors import ReadConfig
-from streamhouse_beam.beam.poll import Cursor, Poll
-from streamhouse_beam.beam.worker_state import RecordBudget, WorkerResources
+from streamhouse_beam.beam._descriptors import ReadConfig
+from streamhouse_beam.beam._poll import Cursor, Poll
+from streamhouse_beam.beam._worker_state import RecordBudget, WorkerResources
 from streamhouse_beam.partition_reader import PartitionReader
 from streamhouse_beam.records import TopicPartition
 

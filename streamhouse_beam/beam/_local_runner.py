@@ -2,7 +2,7 @@
 
 Beam's ``PrismRunner`` starts a Prism binary it downloads from GitHub (and fails offline with
 ``Unable to fetch remote prism binary``) unless ``--prism_location`` says where one is.
-``make runners`` builds Prism into the runner cache (:mod:`streamhouse_beam.runner_cache`);
+``make runners`` builds Prism into the runner cache (:mod:`streamhouse_beam._runner_cache`);
 :func:`local_pipeline_args` completes a command line's pipeline options with it, so
 ``--runner=PrismRunner`` works offline with nothing else to type. The ``streamhouse-beam``
 command and the examples pass their Beam arguments through it::
@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from streamhouse_beam.runner_cache import prism_binary
+from streamhouse_beam._runner_cache import prism_binary
 
 __all__ = [
     "PRISM_JOB_SERVER_TIMEOUT_SECONDS",

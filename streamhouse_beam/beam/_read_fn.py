@@ -2,26 +2,26 @@
 
 :class:`ReadPartitionsFn` is its own :class:`~apache_beam.transforms.core.RestrictionProvider`
 (as Beam's ``io/watch.py``) and its own watermark estimator provider. It takes two kinds of
-element, each read by a :class:`~streamhouse_beam.beam.source.Source` that owns its
+element, each read by a :class:`~streamhouse_beam.beam._source.Source` that owns its
 restriction, tracker, size, drain and poll loop:
 
-* a :class:`~streamhouse_beam.beam.descriptors.PartitionDescriptor`, one partition's range:
-  :class:`~streamhouse_beam.beam.partitions.PartitionSource`;
-* a :class:`~streamhouse_beam.beam.discovery.NewPartitionsDescriptor`, the partitions of a
+* a :class:`~streamhouse_beam.beam._descriptors.PartitionDescriptor`, one partition's range:
+  :class:`~streamhouse_beam.beam._partitions.PartitionSource`;
+* a :class:`~streamhouse_beam.beam._discovery.NewPartitionsDescriptor`, the partitions of a
   topic created while a tailing read runs:
-  :class:`~streamhouse_beam.beam.discovery.NewPartitionsSource`. Discovery is part of the
+  :class:`~streamhouse_beam.beam._discovery.NewPartitionsSource`. Discovery is part of the
   read's stage rather than a watching stage upstream of it because runners such as FnApiRunner
   start a stage only once its upstream stages are finished, which a watcher never is.
 
 Every restriction-provider hook and ``process()`` hands its element or restriction to that
 source (:meth:`ReadPartitionsFn._source`, the one place the two kinds are told apart). A
-source reads through a :class:`~streamhouse_beam.beam.poll.Poll` the DoFn makes for each
+source reads through a :class:`~streamhouse_beam.beam._poll.Poll` the DoFn makes for each
 ``process()`` call, whose chunks all go out through one method
-(:meth:`~streamhouse_beam.beam.poll.Chunk.emit`), in the output kind the config chose once
-(:mod:`streamhouse_beam.beam.outputs`).
+(:meth:`~streamhouse_beam.beam._poll.Chunk.emit`), in the output kind the config chose once
+(:mod:`streamhouse_beam.beam._outputs`).
 
 The rest of this module is the worker's side, which the sources use through the
-:class:`~streamhouse_beam.beam.source.Worker` interface: readers and shared resources, the
+:class:`~streamhouse_beam.beam._source.Worker` interface: readers and shared resources, the
 record budget, metrics, the first call of each bundle handing the first segment of every other
 partition this worker has planned to the segment cache's background prefetch (one round trip
 for all of them instead of one per partition), and the book-keeping kept between calls
@@ -49,28 +49,31 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Timestamp
 
-from streamhouse_beam.beam.coders import DeterministicCoder
-from streamhouse_beam.beam.descriptors import (
+from streamhouse_beam.beam._coders import DeterministicCoder
+from streamhouse_beam.beam._descriptors import (
     PartitionDescriptor,
     ReadConfig,
 )
-from streamhouse_beam.beam.discovery import (
+from streamhouse_beam.beam._discovery import (
     NewPartitionsDescriptor,
     NewPartitionsRestriction,
     NewPartitionsRestrictionCoder,
     NewPartitionsSource,
 )
-from streamhouse_beam.beam.outputs import OutputKind, output_kind
-from streamhouse_beam.beam.partitions import PartitionSource
-from streamhouse_beam.beam.poll import Cursor, Poll
-from streamhouse_beam.beam.restriction import (
+from streamhouse_beam.beam._outputs import OutputKind, output_kind
+from streamhouse_beam.beam._partitions import PartitionSource
+from streamhouse_beam.beam._poll import Cursor, Poll
+from streamhouse_beam.beam._restriction import (
     PartitionRestriction,
     PartitionRestrictionCoder,
     restriction_kind,
 )
-from streamhouse_beam.beam.source import Source
-from streamhouse_beam.beam.watermark import PartitionWatermarkEstimatorProvider, WatermarkStateCoder
-from streamhouse_beam.beam.worker_state import (
+from streamhouse_beam.beam._source import Source
+from streamhouse_beam.beam._watermark import (
+    PartitionWatermarkEstimatorProvider,
+    WatermarkStateCoder,
+)
+from streamhouse_beam.beam._worker_state import (
     RecordBudget,
     RunLease,
     WorkerResources,
@@ -111,7 +114,7 @@ _COUNTERS = (
 )
 
 # What the DoFns remember between calls (poll pacing, read positions, the max_records budget,
-# committed offsets) lives in beam/worker_state.py, per transform run and worker process, with
+# committed offsets) lives in beam/_worker_state.py, per transform run and worker process, with
 # a lifetime. These helpers are its call sites; a pacing key is (run id, what is paced).
 
 
@@ -149,8 +152,8 @@ class _Committer:
 class _RestrictionCoder(DeterministicCoder):
     """Both restriction kinds of the read's DoFn; the kind byte of an encoding picks its layout.
 
-    The layouts are :class:`~streamhouse_beam.beam.restriction.PartitionRestrictionCoder`'s
-    (kind 0) and :class:`~streamhouse_beam.beam.discovery.NewPartitionsRestrictionCoder`'s
+    The layouts are :class:`~streamhouse_beam.beam._restriction.PartitionRestrictionCoder`'s
+    (kind 0) and :class:`~streamhouse_beam.beam._discovery.NewPartitionsRestrictionCoder`'s
     (kind 1), behind one version byte.
     """
 

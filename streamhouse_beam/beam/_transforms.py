@@ -7,14 +7,14 @@ Pipeline shape::
                         once)                     discovers the partitions created later)
 
 ``ReadAllFromStreamHouse`` starts at the splittable DoFn: its input is a PCollection of
-:class:`~streamhouse_beam.beam.descriptors.PartitionDescriptor` (or ``TopicPartition`` /
+:class:`~streamhouse_beam.beam._descriptors.PartitionDescriptor` (or ``TopicPartition`` /
 ``(topic, partition)``), so partitions can come from anywhere (a side input, a Kafka-style
 assignment, a file).
 
 Every argument is validated when the transform is built, by the settings model
 (:mod:`streamhouse_beam.settings`); errors name the argument and value.
 Options the pipeline's runner cannot honour are refused when the transform is applied
-(:mod:`streamhouse_beam.beam.runner_checks`: ``commit_offsets_group`` on Flink in batch mode).
+(:mod:`streamhouse_beam.beam._runner_checks`: ``commit_offsets_group`` on Flink in batch mode).
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ import apache_beam as beam
 from apache_beam.transforms.display import DisplayDataItem
 from apache_beam.transforms.window import GlobalWindows
 
-from streamhouse_beam.beam.coders import DeadLetterRecord
-from streamhouse_beam.beam.descriptors import (
+from streamhouse_beam.beam._coders import DeadLetterRecord
+from streamhouse_beam.beam._descriptors import (
     PartitionDescriptor,
     ReadConfig,
     as_descriptor,
 )
-from streamhouse_beam.beam.discovery import DiscoverPartitionsFn
-from streamhouse_beam.beam.event_time import EventTimePolicy
-from streamhouse_beam.beam.outputs import DEAD_LETTER_TAG, element_type
-from streamhouse_beam.beam.read_fn import partitions_fn
-from streamhouse_beam.beam.runner_checks import check_flink_job_server, check_offset_commits
+from streamhouse_beam.beam._discovery import DiscoverPartitionsFn
+from streamhouse_beam.beam._event_time import EventTimePolicy
+from streamhouse_beam.beam._outputs import DEAD_LETTER_TAG, element_type
+from streamhouse_beam.beam._read_fn import partitions_fn
+from streamhouse_beam.beam._runner_checks import check_flink_job_server, check_offset_commits
 from streamhouse_beam.positions import StartPosition, StopPosition
 from streamhouse_beam.settings import (
     OutputSettings,
@@ -58,7 +58,7 @@ def _read_config(settings: ReadSettings) -> ReadConfig:
     """The worker-side view of ``settings``: flat attributes the DoFns read on every poll."""
     source, polling, output = settings.source, settings.polling, settings.output
     if output.output == "batches":
-        import streamhouse_beam.beam.batches  # noqa: F401  (registers the batch coder)
+        import streamhouse_beam.beam._batches  # noqa: F401  (registers the batch coder)
     max_poll_records, max_poll_bytes = polling.limits(output.output)
     return ReadConfig(
         metadata_url=source.metadata_url,
@@ -205,7 +205,7 @@ class ReadFromStreamHouse(beam.PTransform):  # type: ignore[misc]
             rows for SQL and YAML) or ``"kv"`` (``(key, value)`` tuples, like ``ReadFromKafka``
             without metadata) or ``"batches"`` (one ``pyarrow.RecordBatch`` per poll, up to
             ``max_poll_bytes`` or ``max_poll_records``, raw bytes values; see
-            :mod:`streamhouse_beam.beam.batches`). Event timestamps are the record timestamps
+            :mod:`streamhouse_beam.beam._batches`). Event timestamps are the record timestamps
             (a batch's is its largest) unless ``event_time`` says otherwise.
         dead_letter: route undecodable records to a ``dead_letter`` output (then the result has
             ``.records`` and ``.dead_letter``) instead of failing the pipeline.
