@@ -67,3 +67,4 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info demo-data
+	find streamhouse_beam \( -name "*.so" -o -name "*.pyd" \) -delete
