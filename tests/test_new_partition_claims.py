@@ -21,7 +21,7 @@ from apache_beam.runners.sdf_utils import (
     ThreadsafeRestrictionTracker,
     ThreadsafeWatermarkEstimator,
 )
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
 from streamhouse_beam import ReadFromStreamHouse
 from streamhouse_beam.beam._discovery import (
@@ -311,7 +311,7 @@ def test_a_resumed_discovery_element_claims_the_new_records_of_its_partitions_in
 
 
 @pytest.mark.parametrize("output", ["records", "batches"])
-def test_new_partitions_share_one_poll_byte_budget(
+def test_new_partitions_share_one_poll_byte_budget_and_take_turns(
     grown: pathlib.Path, grown_lsh: LocalStreamHouse, output: str
 ) -> None:
     grown_lsh.add_partitions("t", 3)
@@ -321,12 +321,55 @@ def test_new_partitions_share_one_poll_byte_budget(
     call = Call(fn, NewPartitionsRestriction(1))
     out = call.run(NewPartitionsDescriptor("t", 1))
     assert [(p, o) for p, o, _ in _emitted(out)] == [(1, 0), (1, 1), (1, 2)]
+    # The poll was spent before partition 2: the next call starts there, although partition
+    # 1 still has records (a partition with a backlog does not starve the others).
     again = Call(fn, call.residual())
     out = again.run(NewPartitionsDescriptor("t", 1))
-    assert [(p, o) for p, o, _ in _emitted(out)] == [(1, 3), (1, 4), (2, 0)]
+    assert [(p, o) for p, o, _ in _emitted(out)] == [(2, 0), (2, 1), (2, 2)]
     last = Call(fn, again.residual())
     out = last.run(NewPartitionsDescriptor("t", 1))
-    assert [(p, o) for p, o, _ in _emitted(out)] == [(2, 1), (2, 2)]
+    assert [(p, o) for p, o, _ in _emitted(out)] == [(1, 3), (1, 4)]
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, n: int = 1) -> None:
+        self.value += n
+
+
+def test_a_discovery_call_stops_after_max_poll_seconds_and_the_next_reads_on(
+    grown: pathlib.Path, grown_lsh: LocalStreamHouse
+) -> None:
+    grown_lsh.add_partitions("t", 3)
+    grown_lsh.append("t", 2, ["m0", "m1", "m2"], flush=True)
+    # Every poll is out of time at once: each call reads one partition, then checkpoints.
+    fn = _fn(grown, max_poll_seconds=1e-9)
+    call = Call(fn, NewPartitionsRestriction(1))
+    out = call.run(NewPartitionsDescriptor("t", 1))
+    assert [(p, o) for p, o, _ in _emitted(out)] == [(1, i) for i in range(5)]
+    residual, delay = call.threadsafe.deferred_status()
+    assert delay == Duration.of(0)  # more may be readable: resumed at once
+    again = Call(fn, residual)
+    out = again.run(NewPartitionsDescriptor("t", 1))
+    assert [(p, o) for p, o, _ in _emitted(out)] == [(2, 0), (2, 1), (2, 2)]
+
+
+def test_a_discovery_call_that_finds_nothing_counts_an_empty_poll(
+    grown: pathlib.Path, grown_lsh: LocalStreamHouse
+) -> None:
+    fn = _fn(grown)
+    assert fn._metrics is not None
+    empty = fn._metrics["empty_polls"] = _Counter()
+    call = Call(fn, NewPartitionsRestriction(1))
+    assert len(call.run(NewPartitionsDescriptor("t", 1))) == 5
+    assert empty.value == 0  # it read records
+    again = Call(fn, call.residual())
+    assert again.run(NewPartitionsDescriptor("t", 1)) == []
+    assert empty.value == 1
+    _, delay = again.threadsafe.deferred_status()
+    assert Duration.of(0.04) < delay <= Duration.of(0.05)  # the poll interval
 
 
 def test_tailing_batches_read_picks_up_a_partition_added_mid_run(tmp_path: pathlib.Path) -> None:

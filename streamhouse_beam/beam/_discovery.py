@@ -17,12 +17,13 @@ coder and poll loop. Each ``process()`` call of it
 2. waits out ``poll_interval`` after a poll that found nothing, as a partition does;
 3. every ``partition_discovery_interval``, lists the topic and claims each partition created
    since (``("partition", p, earliest offset)``), so it is read from its earliest offset;
-4. reads every partition discovered so far, one read each, sharing the poll's record and byte
-   limits, each chunk going out through
+4. reads the partitions discovered so far, one read each, sharing the poll's record and byte
+   limits and its ``max_poll_seconds`` (a call that stops early starts the next at the
+   partition it did not reach), each chunk going out through
    :meth:`Chunk.emit <streamhouse_beam.beam._poll.Chunk.emit>` exactly as a partition's own
    chunks do, its offsets claimed through :class:`NewPartitionOffsets`;
-5. checkpoints: after ``poll_interval`` when every partition was caught up (and advances an
-   idle watermark), at once otherwise.
+5. checkpoints: after ``poll_interval`` when every partition was caught up (counted as an
+   empty poll; the idle watermark advances), at once otherwise.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from streamhouse_beam.beam._claims import claim_each
 from streamhouse_beam.beam._coders import DeterministicCoder
 from streamhouse_beam.beam._descriptors import PartitionDescriptor, ReadConfig
 from streamhouse_beam.beam._restriction import RESTRICTION_CODER_VERSION, restriction_kind
-from streamhouse_beam.beam._source import Source
+from streamhouse_beam.beam._source import Source, Worker
 from streamhouse_beam.beam._worker_state import worker_resources
 from streamhouse_beam.errors import StreamHouseError
 from streamhouse_beam.records import TopicPartition
@@ -301,7 +302,19 @@ class NewPartitionOffsets:
 
 
 class NewPartitionsSource(Source):
-    """Discovers and reads the partitions of a :class:`NewPartitionsDescriptor`."""
+    """Discovers and reads the partitions of a :class:`NewPartitionsDescriptor`.
+
+    One ``process()`` call reads the discovered partitions one after another, in one
+    :class:`~streamhouse_beam.beam._poll.Poll` whose limits they share, until the poll is spent
+    or ``max_poll_seconds`` have passed (checked after each partition, so a call always reads
+    at least one). A call that stops early starts the next one at the partition it did not
+    reach, so a partition with a backlog cannot starve the others.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker)
+        # Per topic: the partition the next call starts at (the first one a call did not reach).
+        self._turns: dict[str, int] = {}
 
     def initial_restriction(self, element: NewPartitionsDescriptor) -> NewPartitionsRestriction:
         return NewPartitionsRestriction(element.first_partition)
@@ -341,8 +354,13 @@ class NewPartitionsSource(Source):
 
         poll = worker.poll(tracker, watermark_estimator)
         caught_up = True
-        for partition, offset in tracker.current_restriction().positions:
-            if poll.spent:  # the poll's limits are shared by the partitions it reads
+        positions = tracker.current_restriction().positions
+        turn = self._turns.pop(element.topic, 0)
+        in_turn = [p for p in positions if p[0] >= turn] + [p for p in positions if p[0] < turn]
+        for index, (partition, offset) in enumerate(in_turn):
+            # The poll's limits are shared by the partitions it reads.
+            if index and (poll.spent or poll.out_of_time()):
+                self._turns[element.topic] = partition
                 caught_up = False
                 break
             tp = TopicPartition(element.topic, partition)
@@ -368,6 +386,7 @@ class NewPartitionsSource(Source):
 
         worker.note_caught_up(key, caught_up)
         if caught_up:
+            poll.count_empty()
             poll.advance_idle()
             tracker.defer_remainder(Duration.of(config.poll_interval))
         else:
