@@ -83,15 +83,19 @@ def test_cli_read_on_a_plain_prism_runner_finds_the_cached_binary(tmp_path: path
     assert counters["records_read"] == len(topic.expected)
 
 
-def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_exact(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Prism asks for a dynamic split when a bundle stops making progress.
+def _stalled_read_split_answers(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, **read_overrides: Any
+) -> list[tuple[float, Any]]:
+    """Run a bounded read on Prism whose first read stalls until Prism asks for a dynamic split.
 
-    The DoFn reads a batch before claiming it, so a slow read is exactly when a split can
-    take part of the range. LOOPBACK runs the SDK harness in this process, so the first read
-    of a partition is held here until the tracker has answered a dynamic split (or
-    SPLIT_WAIT_SECONDS pass), and the tracker's answers are recorded.
+    Prism asks for a dynamic split when a bundle stops making progress. The DoFn reads a batch
+    before claiming it, so a slow read is exactly when a split can take part of the range.
+    LOOPBACK runs the SDK harness in this process, so the first read of a partition is held
+    here until the tracker has been asked for a split at a fraction above 0 (or
+    SPLIT_WAIT_SECONDS pass); the output must be exact.
+
+    Returns:
+        Every ``(fraction, answer)`` of the tracker's ``try_split``.
     """
     from streamhouse_beam import partition_reader
     from streamhouse_beam.beam._restriction import PartitionRestrictionTracker
@@ -101,32 +105,51 @@ def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_e
     original_split = PartitionRestrictionTracker.try_split
     original_read = partition_reader.PartitionReader.read
     stalled = threading.Event()
-    split_answered = threading.Event()
+    split_asked = threading.Event()
 
     def recording_split(self: Any, fraction: float) -> Any:
         result = original_split(self, fraction)
         splits.append((fraction, result))
-        if fraction > 0 and result is not None:
-            split_answered.set()
+        if fraction > 0:
+            split_asked.set()
         return result
 
     def stalling_read(self: Any, start: int, stop: int | None, *limits: Any) -> Any:
         if start == 0 and not stalled.is_set():
             stalled.set()
-            # Hold the bundle without progress until Prism has split it: no guess at how
-            # long Prism takes to notice. Past the wait the read goes on and the test fails.
-            split_answered.wait(SPLIT_WAIT_SECONDS)
+            # Hold the bundle without progress until Prism has asked for a split: no guess at
+            # how long Prism takes to notice. Past the wait the read goes on.
+            split_asked.wait(SPLIT_WAIT_SECONDS)
         return original_read(self, start, stop, *limits)
 
     monkeypatch.setattr(PartitionRestrictionTracker, "try_split", recording_split)
     monkeypatch.setattr(partition_reader.PartitionReader, "read", stalling_read)
-    run_bounded_read(topic, runners.prism_pipeline_args(), max_poll_records=400)
+    run_bounded_read(topic, runners.prism_pipeline_args(), max_poll_records=400, **read_overrides)
     assert stalled.is_set(), "the read never reached the stalled first read"
-    dynamic = [(f, r) for f, r in splits if f > 0 and r is not None]
-    assert dynamic, (
-        f"Prism made no successful dynamic split within {SPLIT_WAIT_SECONDS} s of a stalled "
-        f"read (split calls: {splits})"
+    assert split_asked.is_set(), (
+        f"Prism asked for no dynamic split within {SPLIT_WAIT_SECONDS} s of a stalled read "
+        f"(split calls: {splits})"
     )
+    if "commit_offsets_group" in read_overrides:
+        group = read_overrides["commit_offsets_group"]
+        assert topic.committed(group) == topic.end_offsets()
+    return splits
+
+
+def test_prism_splits_a_partition_range_while_its_read_stalls_and_output_stays_exact(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    splits = _stalled_read_split_answers(tmp_path, monkeypatch)
+    assert [(f, r) for f, r in splits if f > 0 and r is not None], splits
+
+
+def test_prism_gets_no_dynamic_split_of_a_committing_read_and_it_commits_the_ends(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A split's second range would be read next to the first and could commit past offsets
+    # the first has not read yet: a committing read takes checkpoints only.
+    splits = _stalled_read_split_answers(tmp_path, monkeypatch, commit_offsets_group="stalled")
+    assert [(f, r) for f, r in splits if f > 0 and r is not None] == []
 
 
 # ------------------------------------------------------------------ event-time policies

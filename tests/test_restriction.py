@@ -52,6 +52,19 @@ def test_unbounded_tracker_only_checkpoints() -> None:
     tracker.check_done()
 
 
+def test_a_checkpoint_only_bounded_tracker_refuses_fraction_splits() -> None:
+    tracker = PartitionRestrictionTracker(PartitionRestriction(10, 30), checkpoint_only=True)
+    assert tracker.is_bounded()
+    assert tracker.try_claim(10) and tracker.try_claim(14)
+    for fraction in (0.5, 0.01, 0.99):
+        assert tracker.try_split(fraction) is None
+    assert tracker.current_restriction() == PartitionRestriction(10, 30)
+    primary, residual = tracker.try_split(0)  # type: ignore[misc]
+    assert primary == PartitionRestriction(10, 15) and residual == PartitionRestriction(15, 30)
+    assert not tracker.try_claim(15)
+    tracker.check_done()
+
+
 def test_unbounded_checkpoint_before_any_claim_keeps_the_whole_range() -> None:
     tracker = PartitionRestrictionTracker(PartitionRestriction.open_ended(7))
     primary, residual = tracker.try_split(0)  # type: ignore[misc]

@@ -198,7 +198,9 @@ class PartitionSource(Source):
         return PartitionRestriction(start, stop.offset)
 
     def create_tracker(self, restriction: PartitionRestriction) -> PartitionRestrictionTracker:
-        return PartitionRestrictionTracker(restriction)
+        # Commits stay below every unread offset only if a partition's ranges are read in order.
+        committing = self._worker.config.commit_offsets_group is not None
+        return PartitionRestrictionTracker(restriction, checkpoint_only=committing)
 
     def restriction_size(
         self, element: PartitionDescriptor, restriction: PartitionRestriction

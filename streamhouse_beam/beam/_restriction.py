@@ -6,7 +6,8 @@ of one partition plus a flag saying whether the range is open-ended (a tailing r
 * **Bounded** (a stop offset is known): :class:`PartitionRestrictionTracker` behaves exactly
   like Beam's ``OffsetRestrictionTracker`` — offsets may be claimed with gaps (compacted
   segments, holes), and the range is dynamically splittable at any fraction, so a runner can
-  hand the second half of a big partition to another worker.
+  hand the second half of a big partition to another worker. A read that commits offsets
+  (``checkpoint_only``) accepts checkpoints only: see :class:`PartitionRestrictionTracker`.
 * **Unbounded**: the range is ``[start, UNBOUNDED_STOP)``. Python Beam has no growable tracker,
   so the tracker accepts only checkpoints (``try_split(0)``) — the residual keeps the open end,
   the primary becomes the finite range already claimed — and reports ``is_bounded() == False``.
@@ -101,13 +102,24 @@ class PartitionRestriction:
 
 
 class PartitionRestrictionTracker(RestrictionTracker):  # type: ignore[misc]
-    """Tracks claims in a :class:`PartitionRestriction`; see the module docstring."""
+    """Tracks claims in a :class:`PartitionRestriction`; see the module docstring.
 
-    def __init__(self, restriction: PartitionRestriction) -> None:
+    Args:
+        restriction: the range to track.
+        checkpoint_only: refuse splits at a fraction above 0 also when the range is bounded.
+            A read that commits each partition's next offset needs it: a commit says every
+            offset below it was read, which holds only while a partition's ranges are read one
+            after another. After a dynamic split the second range is read next to the first
+            one (on another worker), and a commit from it could pass offsets the first one has
+            not read yet, which a restart from the commits would then skip.
+    """
+
+    def __init__(self, restriction: PartitionRestriction, *, checkpoint_only: bool = False) -> None:
         if not isinstance(restriction, PartitionRestriction):
             raise TypeError(
                 f"restriction must be a PartitionRestriction, got {type(restriction).__name__}"
             )
+        self._checkpoint_only = checkpoint_only
         self._unbounded = restriction.unbounded
         self._offsets = OffsetRestrictionTracker(restriction.range)
         self._claimed = 0
@@ -127,8 +139,9 @@ class PartitionRestrictionTracker(RestrictionTracker):  # type: ignore[misc]
     def try_split(
         self, fraction_of_remainder: float
     ) -> tuple[PartitionRestriction, PartitionRestriction] | None:
-        if self._unbounded and fraction_of_remainder != 0:
-            # An open end cannot be divided by a fraction; only checkpoints are allowed.
+        if (self._unbounded or self._checkpoint_only) and fraction_of_remainder != 0:
+            # An open end cannot be divided by a fraction, and a committing read's ranges must
+            # be read in order: only checkpoints are allowed.
             return None
         split = self._offsets.try_split(fraction_of_remainder)
         if not split:
