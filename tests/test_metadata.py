@@ -248,6 +248,20 @@ def test_commit_stores_next_offset_and_is_idempotent(lsh: LocalStreamHouse) -> N
     assert lsh.metadata().committed_offset("other", "orders", 0) is None
 
 
+def test_forward_only_commits_never_lower_an_offset(lsh: LocalStreamHouse) -> None:
+    lsh.create_topic("orders", 2)
+    meta = lsh.metadata()
+    orders0, orders1 = TopicPartition("orders", 0), TopicPartition("orders", 1)
+    meta.commit_offsets("g", {orders0: 40}, forward_only=True)  # a first commit inserts
+    meta.commit_offsets("g", {orders0: 30, orders1: 5}, forward_only=True)
+    assert meta.committed_offset("g", "orders", 0) == 40  # kept: 30 is lower
+    assert meta.committed_offset("g", "orders", 1) == 5
+    meta.commit_offsets("g", {orders0: 41}, forward_only=True)
+    assert meta.committed_offset("g", "orders", 0) == 41
+    meta.commit_offsets("g", {orders0: 3})  # StreamHouse's own path overwrites
+    assert meta.committed_offset("g", "orders", 0) == 3
+
+
 def test_commit_to_missing_partition_raises_topic_not_found(lsh: LocalStreamHouse) -> None:
     lsh.create_topic("orders", 1)
     meta = lsh.metadata()

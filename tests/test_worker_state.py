@@ -381,8 +381,10 @@ class _RecordingMetadata:
         self.commits: list[int] = []
         self._lock = threading.Lock()
 
-    def commit_offsets(self, group: str, offsets: dict[TopicPartition, int]) -> None:
-        self._inner.commit_offsets(group, offsets)
+    def commit_offsets(
+        self, group: str, offsets: dict[TopicPartition, int], *, forward_only: bool = False
+    ) -> None:
+        self._inner.commit_offsets(group, offsets, forward_only=forward_only)
         with self._lock:
             self.commits.extend(offsets.values())
 
@@ -414,6 +416,38 @@ def test_concurrent_commits_of_a_partition_only_move_forwards(topic: pathlib.Pat
     assert _committed(topic) == 60
     resources.metadata = recording._inner
     lease.release()
+
+
+def test_commits_from_separate_workers_never_leave_a_lower_offset(topic: pathlib.Path) -> None:
+    # Two WorkerResources share no lock and no memory of what was committed, as two worker
+    # processes do; only the store's forward-only commit keeps the highest offset.
+    config = _commit_config(topic)
+    tp = TopicPartition("t", 0)
+    workers = [WorkerResources(config) for _ in range(2)]
+    rng = random.Random(11)
+
+    def commit(start: threading.Barrier, resources: WorkerResources, offset: int) -> None:
+        start.wait()
+        resources.commit_offset("g", tp, offset)
+
+    for round_ in range(20):
+        base = round_ * 10
+        start = threading.Barrier(2)
+
+        # The worker with the lower offset is sometimes the one that writes last.
+        pair = [base + 1, base + 2]
+        rng.shuffle(pair)
+        threads = [
+            threading.Thread(target=commit, args=(start, w, o))
+            for w, o in zip(workers, pair, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert _committed(topic) == base + 2
+    for resources in workers:
+        resources.close()
 
 
 # ------------------------------------------------------------------------------------------

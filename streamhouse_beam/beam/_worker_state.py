@@ -201,9 +201,11 @@ class WorkerResources:
     def commit_offset(self, group: str, tp: TopicPartition, offset: int) -> None:
         """Commit ``offset`` as ``group``'s next offset of ``tp``, never moving it backwards.
 
-        Skipped when this process already committed as far, or when the store's committed
-        offset is at or past it (read before every commit this process did not rule out, so
-        commits stay monotonic even after these resources were evicted and made again).
+        The store applies it only above the committed offset (``forward_only``: one statement,
+        so commits from other processes, or from these resources' predecessors before an
+        eviction, cannot interleave a lower one). Skipped when this process already committed
+        as far; commits of one partition are serialized here, so none is sent after a higher
+        one.
         """
         key = (group, tp)
         with self._lock:
@@ -214,10 +216,7 @@ class WorkerResources:
             with self._lock:
                 if self._committed.get(key, -1) >= offset:
                     return
-            current = self.metadata.committed_offset(group, tp.topic, tp.partition)
-            if current is not None and current >= offset:
-                return
-            self.metadata.commit_offsets(group, {tp: offset})
+            self.metadata.commit_offsets(group, {tp: offset}, forward_only=True)
             with self._lock:
                 if self._committed.get(key, -1) < offset:
                     self._committed[key] = offset

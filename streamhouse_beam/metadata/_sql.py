@@ -666,7 +666,12 @@ class SqlMetadataStore(MetadataStore):
         return None if not rows else int(rows[0][0])
 
     def commit_offsets(
-        self, group_id: str, offsets: Mapping[TopicPartition, int], metadata: str | None = None
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, int],
+        metadata: str | None = None,
+        *,
+        forward_only: bool = False,
     ) -> None:
         """Commit next-offsets-to-read as StreamHouse's ``commit_offset_for_org`` does.
 
@@ -674,6 +679,11 @@ class SqlMetadataStore(MetadataStore):
         upsert each offset into ``consumer_offsets`` (conflict target per dialect), setting
         ``committed_offset``, ``metadata`` and ``committed_at`` (now, ms). Re-committing the
         same offsets is harmless. Partitions must exist (TopicNotFoundError otherwise).
+
+        ``forward_only`` adds a condition to the upsert's update: a row changes only when its
+        committed offset is below the new one. The check and the write are one statement, so
+        two processes committing one partition at once cannot leave the lower offset (the read
+        commits this way; StreamHouse's own path, the default, overwrites).
 
         On SQLite the conflict target is StreamHouse's ``(group_id, topic, partition_id)``,
         which is not org-scoped: committing the same group/topic/partition from another
@@ -717,6 +727,8 @@ class SqlMetadataStore(MetadataStore):
             "committed_offset = excluded.committed_offset, metadata = excluded.metadata, "
             "committed_at = excluded.committed_at"
         )
+        if forward_only:
+            upsert += " WHERE consumer_offsets.committed_offset < excluded.committed_offset"
         for topic, partition, offset in items:
             statements.append(
                 (upsert, (org_param, group_id, topic, partition, offset, metadata, now))

@@ -95,9 +95,18 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def commit_offsets(
-        self, group_id: str, offsets: Mapping[TopicPartition, int], metadata: str | None = None
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, int],
+        metadata: str | None = None,
+        *,
+        forward_only: bool = False,
     ) -> None:
-        """Commit next-offsets-to-read exactly as StreamHouse's org-scoped path does; idempotent."""
+        """Commit next-offsets-to-read exactly as StreamHouse's org-scoped path does; idempotent.
+
+        With ``forward_only`` an offset replaces a committed one only when it is higher, in the
+        same statement, so committers in other processes cannot interleave a lower one.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Close connections; the store stays usable (they are re-opened)."""
