@@ -161,12 +161,13 @@ def test_commit_callback_commits_the_next_offset(topic: pathlib.Path) -> None:
     assert metadata.committed_offset("grp", "t", 0) == 4
 
 
-def test_concurrent_commits_of_one_partition_never_write_the_lower_offset_last(
+def test_concurrent_commits_of_one_partition_never_leave_the_lower_offset(
     topic: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A runner finalizes the bundles of a checkpoint together, each callback on its own SDK
-    # thread. Commit 4 reads the committed offset, then waits (up to 1 s) for commit 8 to be
-    # written: unless the two are serialized, 4 would be written last and move the group back.
+    # thread. Commit 4 starts first, then waits (up to 1 s) for commit 8 to be written before
+    # it writes: the group must still end at 8, whether the worker serializes the two or the
+    # store refuses to lower the offset.
     h = Harness(topic, max_poll_records=4, commit_offsets_group="grp")
     element = PartitionDescriptor("t", 0)
     restriction, wm = h.start(element)
@@ -175,31 +176,26 @@ def test_concurrent_commits_of_one_partition_never_write_the_lower_offset_last(
     _, _, _, second = h.call(element, residual, estimator.get_estimator_state())
     [commit_4], [commit_8] = first.callbacks, second.callbacks
     metadata = h.fn._res().metadata
-    real_read, real_commit = metadata.committed_offset, metadata.commit_offsets
-    read_by_4, wrote_8 = threading.Event(), threading.Event()
+    real_commit = metadata.commit_offsets
+    started_4, wrote_8 = threading.Event(), threading.Event()
 
-    def read(group: str, topic_name: str, partition: int) -> int | None:
-        current = real_read(group, topic_name, partition)
+    def commit(group: str, offsets: dict[Any, int], **options: Any) -> None:
         if threading.current_thread().name == "commit-4":
-            read_by_4.set()
+            started_4.set()
             wrote_8.wait(timeout=1.0)
-        return current
-
-    def commit(group: str, offsets: dict[Any, int]) -> None:
-        real_commit(group, offsets)
+        real_commit(group, offsets, **options)
         if 8 in offsets.values():
             wrote_8.set()
 
-    monkeypatch.setattr(metadata, "committed_offset", read)
     monkeypatch.setattr(metadata, "commit_offsets", commit)
     first_thread = threading.Thread(target=commit_4, name="commit-4")
     first_thread.start()
-    assert read_by_4.wait(timeout=30)
+    assert started_4.wait(timeout=30)
     second_thread = threading.Thread(target=commit_8, name="commit-8")
     second_thread.start()
     first_thread.join()
     second_thread.join()
-    assert real_read("grp", "t", 0) == 8
+    assert metadata.committed_offset("grp", "t", 0) == 8
 
 
 def test_max_records_budget_ends_the_restriction(topic: pathlib.Path) -> None:
