@@ -53,7 +53,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from runner_services import FlinkJobServerService, PrismService, run_main
 
 from streamhouse_beam import ReadFromStreamHouse, StopPosition
-from streamhouse_beam.settings import DEFAULT_MAX_POLL_RECORDS
+from streamhouse_beam.settings import DEFAULT_MAX_POLL_BYTES, DEFAULT_MAX_POLL_RECORDS
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 BIG_POLL = 50_000
@@ -416,7 +416,9 @@ def report(
         "`file://` store), and the same records in one Avro file (codec null) for "
         "`beam.io.ReadFromAvro`. Settings: "
         + ", ".join(f"{k} {v}" for k, v in settings.items())
-        + f". ReadFromStreamHouse's default max_poll_records is {DEFAULT_MAX_POLL_RECORDS}.",
+        + ". ReadFromStreamHouse's default polls: records mode reads"
+        f" {DEFAULT_MAX_POLL_RECORDS} records per poll, batches up to"
+        f" {DEFAULT_MAX_POLL_BYTES // (1024 * 1024)} MiB of keys and values.",
         "",
         "A time is submission to done (`run()` + `wait_until_finish()`) on a job service started "
         "once; `empty` is a one-element job, i.e. the fixed cost of any job. *gross* records/s "
