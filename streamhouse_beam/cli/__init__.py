@@ -2,10 +2,10 @@
 
 Each subcommand lives in its own internal module of this package (``_read``, ``_topics``,
 ``_inspect``) exposing ``register(subparsers)``; this module only dispatches. A failure is
-printed as one line on stderr with exit status 1 — never a traceback — because the message already says what and where; ``--verbose`` adds the
-traceback and the log lines of the libraries underneath (Beam's among them), which are
-otherwise kept off the terminal. The package's own warnings (a lost range, a start past the
-end) are always shown.
+printed as one line on stderr with exit status 1 — never a traceback — because the message
+already says what and where; ``--verbose`` adds the traceback and the log lines of the
+libraries underneath (Beam's among them), which are otherwise kept off the terminal. The
+package's own warnings (a lost range, a start past the end) are always shown.
 """
 
 from __future__ import annotations
